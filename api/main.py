@@ -1,0 +1,34 @@
+"""create_app(): the FastAPI service. Run with `labq api` or `uvicorn api.main:app`."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api import errors
+from api.routes import experiments, health
+from core.settings import get_settings
+
+log = logging.getLogger("labq.api")
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title="labq", version="0.1.0",
+                  description="A job queue for Keras experiments on MNIST.")
+    errors.install(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return JSONResponse({"detail": f"body larger than {settings.max_body_bytes} bytes"},
+                                status_code=413)
+        return await call_next(request)
+
+    app.include_router(experiments.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,146 @@
+"""/experiments: submit, list, read, history, figures, cancel."""
+
+import io
+import logging
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import func, select
+
+from api.deps import ExperimentDep, SessionDep, SettingsDep
+from api.schemas import (Accepted, EpochPublic, ExperimentPage, ExperimentPublic,
+                         ExperimentSummary, Metrics)
+from core import figures
+from core.constants import QUEUED, STATUSES
+from core.queue import enqueue
+from core.spec import ExperimentSpec, architecture, cost_error
+from db import repo
+from db.models import Experiment, utcnow
+
+log = logging.getLogger("labq.api")
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+StatusFilter = Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")]
+
+
+def check_cost(spec: ExperimentSpec, max_flops: float, loc: tuple = ("body",)) -> None:
+    """The whole-job cost cap, reported like any other validation error."""
+    err = cost_error(spec, max_flops)
+    if err:
+        raise RequestValidationError([{"loc": loc, "msg": err, "type": "cost_cap"}])
+
+
+def submit(session, spec: ExperimentSpec, **kw) -> tuple[Experiment, str | None]:
+    """Store, commit, then enqueue. A broker that is down leaves the job queued in SQL; it is
+    re-sent when a worker (or `labq up`) starts, so the submission is never lost."""
+    exp = repo.create_experiment(session, spec, **kw)
+    session.commit()
+    try:
+        enqueue(exp.id)
+        return exp, None
+    except Exception as exc:
+        log.warning("broker unavailable for experiment %s: %s", exp.id, exc)
+        return exp, "broker unavailable: the job is stored and will be sent when a worker starts"
+
+
+def _seconds(a, b) -> float | None:
+    return (b - a).total_seconds() if a and b else None
+
+
+def to_public(session, exp: Experiment) -> ExperimentPublic:
+    spec = ExperimentSpec.model_validate(exp.spec)
+    position = None
+    if exp.status == QUEUED:
+        position = session.scalar(select(func.count()).where(
+            Experiment.status == QUEUED, Experiment.id <= exp.id))
+    started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
+    base = f"/experiments/{exp.id}"
+    return ExperimentPublic(
+        id=exp.id, name=exp.name, architecture=architecture(spec), status=exp.status, spec=spec,
+        sweep_id=exp.sweep_id, created_at=exp.created_at, started_at=exp.started_at,
+        finished_at=exp.finished_at, queue_seconds=_seconds(exp.created_at, started),
+        build_seconds=exp.build_seconds, train_seconds=exp.train_seconds,
+        queue_position=position, epochs_done=exp.epochs_done, epochs_total=exp.epochs_total,
+        train=Metrics(loss=exp.train_loss, accuracy=exp.train_accuracy),
+        val=Metrics(loss=exp.val_loss, accuracy=exp.val_accuracy),
+        test=Metrics(loss=exp.test_loss, accuracy=exp.test_accuracy),
+        best_val_accuracy=exp.best_val_accuracy, best_val_loss=exp.best_val_loss,
+        diverged=exp.diverged, params=exp.params, layers=exp.layers, error=exp.error,
+        traceback=exp.traceback, cancel_requested=exp.cancel_requested, attempt=exp.attempt,
+        worker=exp.worker, device=exp.device,
+        links={"self": base, "history": f"{base}/history", "filters": f"{base}/filters.png",
+               "history_png": f"{base}/history.png", "cancel": f"{base}/cancel"},
+    )
+
+
+def to_summary(exp: Experiment) -> ExperimentSummary:
+    return ExperimentSummary(
+        id=exp.id, name=exp.name, architecture=architecture(ExperimentSpec.model_validate(exp.spec)),
+        status=exp.status, sweep_id=exp.sweep_id, created_at=exp.created_at,
+        epochs_done=exp.epochs_done, epochs_total=exp.epochs_total, val_accuracy=exp.val_accuracy,
+        test_accuracy=exp.test_accuracy, train_seconds=exp.train_seconds, params=exp.params,
+        url=f"/experiments/{exp.id}")
+
+
+@router.post("", status_code=202, response_model=Accepted)
+def create(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, response: Response):
+    check_cost(spec, settings.max_job_flops)
+    exp, warning = submit(session, spec)
+    response.headers["Location"] = f"/experiments/{exp.id}"
+    return Accepted(id=exp.id, status=exp.status, url=f"/experiments/{exp.id}", warning=warning)
+
+
+@router.get("", response_model=ExperimentPage)
+def list_(session: SessionDep, status: StatusFilter = None,
+          name: Annotated[str | None, Query(max_length=200)] = None,
+          sweep_id: Annotated[int | None, Query(ge=1)] = None,
+          limit: Annotated[int, Query(ge=1, le=500)] = 50,
+          offset: Annotated[int, Query(ge=0)] = 0):
+    rows, total = repo.list_experiments(session, status=status, name=name, sweep_id=sweep_id,
+                                        limit=limit, offset=offset)
+    return ExperimentPage(items=[to_summary(r) for r in rows], total=total, limit=limit,
+                          offset=offset)
+
+
+@router.get("/{experiment_id}", response_model=ExperimentPublic)
+def read(exp: ExperimentDep, session: SessionDep):
+    return to_public(session, exp)
+
+
+@router.get("/{experiment_id}/history", response_model=list[EpochPublic])
+def history(exp: ExperimentDep, session: SessionDep):
+    return [EpochPublic.model_validate(row, from_attributes=True)
+            for row in repo.history(session, exp.id)]
+
+
+@router.get("/{experiment_id}/filters.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def filters(exp: ExperimentDep, session: SessionDep,
+            n: Annotated[int, Query(ge=1, le=100)] = 10):
+    art = repo.get_artifact(session, exp.id, "first_kernel.npy")
+    if art is None:
+        raise HTTPException(409, f"experiment {exp.id} has no trained weights yet "
+                                 f"(status {exp.status})")
+    kernel = np.load(io.BytesIO(art.data))
+    return Response(figures.filters_png(kernel, n), media_type="image/png")
+
+
+@router.get("/{experiment_id}/history.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def history_png(exp: ExperimentDep, session: SessionDep):
+    rows = history(exp, session)
+    if not rows:
+        raise HTTPException(409, f"experiment {exp.id} has no finished epoch yet "
+                                 f"(status {exp.status})")
+    return Response(figures.history_png([r.model_dump() for r in rows], exp.name),
+                    media_type="image/png")
+
+
+@router.post("/{experiment_id}/cancel", status_code=202, response_model=ExperimentPublic)
+def cancel(exp: ExperimentDep, session: SessionDep):
+    repo.request_cancel(session, exp.id)
+    session.commit()
+    session.refresh(exp)
+    return to_public(session, exp)

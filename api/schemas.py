@@ -1,0 +1,101 @@
+"""Public response shapes. The input schema is `core.spec.ExperimentSpec` itself."""
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from core.spec import ExperimentSpec
+
+
+class Metrics(BaseModel):
+    loss: float | None = None
+    accuracy: float | None = None
+
+
+class LayerInfo(BaseModel):
+    name: str
+    type: str
+    kernel_shape: list[int] | None
+    bias_shape: list[int] | None
+    params: int
+
+
+class ExperimentPublic(BaseModel):
+    id: int
+    name: str
+    architecture: str
+    status: str
+    spec: ExperimentSpec
+    sweep_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queue_seconds: float | None
+    build_seconds: float | None
+    train_seconds: float | None
+    queue_position: int | None
+    epochs_done: int
+    epochs_total: int
+    train: Metrics
+    val: Metrics
+    test: Metrics
+    best_val_accuracy: float | None
+    best_val_loss: float | None
+    diverged: bool
+    params: int | None
+    layers: list[LayerInfo] | None
+    error: str | None
+    traceback: str | None
+    cancel_requested: bool
+    attempt: int
+    worker: str | None
+    device: str | None
+    links: dict[str, str]
+
+
+class ExperimentSummary(BaseModel):
+    id: int
+    name: str
+    architecture: str
+    status: str
+    sweep_id: int | None
+    created_at: datetime
+    epochs_done: int
+    epochs_total: int
+    val_accuracy: float | None
+    test_accuracy: float | None
+    train_seconds: float | None
+    params: int | None
+    url: str
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class EpochPublic(BaseModel):
+    epoch: int
+    loss: float | None
+    accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    learning_rate: float | None
+    seconds: float | None
+    grad_norms: dict[str, float] | None
+
+
+class Accepted(BaseModel):
+    id: int
+    status: str
+    url: str
+    warning: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    broker: str
+    workers: list[str]

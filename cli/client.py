@@ -1,0 +1,38 @@
+"""HTTP client for the CLI: the same public API curl users have."""
+
+import os
+
+import httpx
+import typer
+
+from core.settings import get_settings
+
+
+def base_url() -> str:
+    return os.environ.get("LABQ_URL") or get_settings().base_url.replace("0.0.0.0", "127.0.0.1")
+
+
+def client() -> httpx.Client:
+    headers = {}
+    token = os.environ.get("LABQ_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=base_url(), headers=headers, timeout=30)
+
+
+def call(method: str, path: str, **kw) -> httpx.Response:
+    try:
+        with client() as c:
+            resp = c.request(method, path, **kw)
+    except httpx.ConnectError:
+        typer.secho(f"cannot reach labq at {base_url()} (is `labq up` running?)", fg="red", err=True)
+        raise typer.Exit(2)
+    if resp.status_code >= 400:
+        try:
+            body = resp.json()
+            msg = body.get("message") or body.get("detail")
+        except ValueError:
+            msg = resp.text
+        typer.secho(f"error {resp.status_code}: {msg}", fg="red", err=True)
+        raise typer.Exit(1)
+    return resp

@@ -1,0 +1,65 @@
+"""PNG figures, drawn with matplotlib's object API (thread-safe, no pyplot state):
+the lab's first-layer filters, graficar_history and comparar_histories."""
+
+import io
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def filters_png(kernel: np.ndarray, n: int = 10) -> bytes:
+    """First `n` columns of the first Dense kernel, each as a 28x28 tile (viridis, as in the lab)."""
+    n = min(n, kernel.shape[1])
+    cols = min(n, 10)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(1.5 * cols, 1.7 * rows))
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(kernel[:, i].reshape(28, 28), cmap="viridis")
+        ax.set_axis_off()
+        ax.set_title(f"Filter {i + 1}", fontsize=9)
+    return _png(fig)
+
+
+def history_png(history: Sequence[dict], label: str) -> bytes:
+    """Accuracy and loss per epoch, train vs validation (the lab's graficar_history)."""
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(12, 5))
+    for i, (metric, title) in enumerate([("accuracy", "Accuracy"), ("loss", "Loss")]):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot(epochs, [h[metric] for h in history], marker="o", label="train")
+        ax.plot(epochs, [h[f"val_{metric}"] for h in history], marker="o", label="validation")
+        ax.set_title(f"{title} during training - {label}")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _png(fig)
+
+
+def compare_png(histories: Sequence[tuple[str, Sequence[dict]]], title: str = "") -> bytes:
+    """Validation accuracy and loss of several runs overlaid (the lab's comparar_histories)."""
+    fig = Figure(figsize=(12, 5))
+    for i, (metric, name) in enumerate([("val_accuracy", "validation accuracy"),
+                                        ("val_loss", "validation loss")]):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for label, history in histories:
+            ax.plot([h["epoch"] for h in history], [h[metric] for h in history], marker=".",
+                    label=label)
+        ax.set_title(f"Comparison of {name}" + (f" - {title}" if title else ""))
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(name.capitalize())
+        ax.grid(alpha=0.3)
+        if histories:
+            ax.legend(fontsize=8)
+    return _png(fig)

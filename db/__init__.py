@@ -1,0 +1,1 @@
+"""SQL models, the session factory, repository functions and Alembic migrations."""

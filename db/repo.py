@@ -1,0 +1,161 @@
+"""Repository functions: every read and write of job state goes through here.
+
+Writes that a redelivered or resumed task may repeat are idempotent: epochs are keyed on
+(experiment, epoch), artifacts on (experiment, name), and a job is claimed by a conditional UPDATE.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from core.constants import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.spec import ExperimentSpec
+from db.models import Artifact, EpochRow, Experiment, utcnow
+
+
+def create_experiment(session: Session, spec: ExperimentSpec, *, sweep_id: int | None = None,
+                      config_key: str | None = None, token_id: int | None = None) -> Experiment:
+    exp = Experiment(
+        name=spec.name, spec=spec.model_dump(mode="json"), status=QUEUED, sweep_id=sweep_id,
+        config_key=config_key, token_id=token_id, epochs_total=spec.epochs, created_at=utcnow(),
+    )
+    session.add(exp)
+    session.flush()
+    return exp
+
+
+def list_experiments(session: Session, *, status: str | None = None, name: str | None = None,
+                     sweep_id: int | None = None, limit: int = 50, offset: int = 0
+                     ) -> tuple[list[Experiment], int]:
+    query = select(Experiment)
+    if status:
+        query = query.where(Experiment.status == status)
+    if name:
+        query = query.where(Experiment.name.contains(name, autoescape=True))
+    if sweep_id is not None:
+        query = query.where(Experiment.sweep_id == sweep_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Experiment.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), int(total or 0)
+
+
+def history(session: Session, experiment_id: int) -> list[EpochRow]:
+    return list(session.scalars(
+        select(EpochRow).where(EpochRow.experiment_id == experiment_id).order_by(EpochRow.epoch)
+    ))
+
+
+def queued_ids(session: Session) -> list[int]:
+    return list(session.scalars(
+        select(Experiment.id).where(Experiment.status == QUEUED).order_by(Experiment.id)))
+
+
+def request_cancel(session: Session, experiment_id: int) -> str:
+    """Queued jobs are cancelled at once (they will never train); running ones are flagged and
+    stop at their next epoch end. Returns the status after the request."""
+    now = utcnow()
+    done = session.execute(
+        update(Experiment).where(Experiment.id == experiment_id, Experiment.status == QUEUED)
+        .values(status=CANCELLED, finished_at=now, cancel_requested=True)
+    ).rowcount
+    if not done:
+        session.execute(
+            update(Experiment).where(Experiment.id == experiment_id, Experiment.status == RUNNING)
+            .values(cancel_requested=True)
+        )
+    session.flush()
+    return session.scalar(select(Experiment.status).where(Experiment.id == experiment_id))
+
+
+# --- worker side -------------------------------------------------------------------------------
+
+def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int) -> int | None:
+    """Atomically take a queued job, or a running one whose lease expired. Returns the attempt
+    number, or None when the job is not ours to run (finished, cancelled, or leased elsewhere)."""
+    now = utcnow()
+    result = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id)
+        .where((Experiment.status == QUEUED)
+               | ((Experiment.status == RUNNING) & (Experiment.lease_expires_at < now)))
+        .values(status=RUNNING, worker=worker, attempt=Experiment.attempt + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Experiment.started_at, now))
+    )
+    session.commit()
+    if result.rowcount != 1:
+        return None
+    return session.scalar(select(Experiment.attempt).where(Experiment.id == experiment_id))
+
+
+def renew_lease(session: Session, experiment_id: int, attempt: int, lease_seconds: int) -> bool:
+    """Extend our lease; False means we lost the job (another attempt took it over)."""
+    result = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
+               Experiment.status == RUNNING)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount == 1
+
+
+def cancel_requested(session: Session, experiment_id: int) -> bool:
+    return bool(session.scalar(
+        select(Experiment.cancel_requested).where(Experiment.id == experiment_id)))
+
+
+def record_epoch(session: Session, experiment_id: int, attempt: int, row: dict) -> None:
+    """Write one epoch's row, replacing any earlier write of the same epoch."""
+    session.execute(delete(EpochRow).where(
+        EpochRow.experiment_id == experiment_id, EpochRow.epoch == row["epoch"]))
+    session.add(EpochRow(experiment_id=experiment_id, attempt=attempt, **row))
+    session.execute(
+        update(Experiment).where(Experiment.id == experiment_id)
+        .values(epochs_done=row["epoch"], train_loss=row["loss"], train_accuracy=row["accuracy"],
+                val_loss=row["val_loss"], val_accuracy=row["val_accuracy"])
+    )
+
+
+def update_experiment(session: Session, experiment_id: int, **values) -> None:
+    session.execute(update(Experiment).where(Experiment.id == experiment_id).values(**values))
+
+
+def finish(session: Session, experiment_id: int, status: str, **values) -> None:
+    assert status in (SUCCEEDED, FAILED, CANCELLED)
+    hist = history(session, experiment_id)
+    vals = [h.val_accuracy for h in hist if h.val_accuracy is not None]
+    losses = [h.val_loss for h in hist if h.val_loss is not None]
+    session.execute(
+        update(Experiment).where(Experiment.id == experiment_id)
+        .values(status=status, finished_at=utcnow(), lease_expires_at=None,
+                best_val_accuracy=max(vals) if vals else None,
+                best_val_loss=min(losses) if losses else None, **values)
+    )
+
+
+def put_artifact(session: Session, experiment_id: int, name: str, content_type: str,
+                 data: bytes) -> None:
+    session.execute(delete(Artifact).where(
+        Artifact.experiment_id == experiment_id, Artifact.name == name))
+    session.add(Artifact(experiment_id=experiment_id, name=name, content_type=content_type,
+                         data=data))
+
+
+def get_artifact(session: Session, experiment_id: int, name: str) -> Artifact | None:
+    return session.scalar(select(Artifact).where(
+        Artifact.experiment_id == experiment_id, Artifact.name == name))
+
+
+def expired_leases(session: Session, now: datetime | None = None) -> list[int]:
+    now = now or utcnow()
+    return list(session.scalars(select(Experiment.id).where(
+        Experiment.status == RUNNING, Experiment.lease_expires_at < now)))
+
+
+def get(session: Session, experiment_id: int) -> Experiment | None:
+    return session.get(Experiment, experiment_id)
+
+
+def running(session: Session) -> list[Experiment]:
+    return list(session.scalars(select(Experiment).where(Experiment.status == RUNNING)))

@@ -1,0 +1,53 @@
+"""The worker's Celery app: the shared configuration plus labq's tasks and process hooks.
+
+Start with `labq worker` (or `celery -A worker.celery_app worker`). The main process never imports
+TensorFlow: each pool child imports it, and loads MNIST, once in `worker_process_init`.
+"""
+
+import logging
+import threading
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from core.queue import make_celery
+from core.settings import get_settings
+
+log = logging.getLogger("labq.worker")
+
+app = make_celery()
+# Importing TensorFlow and loading MNIST take several seconds in a fresh child.
+app.conf.worker_proc_alive_timeout = 120
+app.conf.include = ["worker.tasks"]
+
+_stop = threading.Event()
+
+
+@worker_process_init.connect
+def _child_init(**_):
+    from worker import runtime
+
+    runtime.warm_up()
+
+
+def _reaper_loop() -> None:
+    from worker.reaper import reap
+
+    interval = max(2.0, get_settings().lease_seconds / 4)
+    while not _stop.wait(interval):
+        try:
+            reap()
+        except Exception:  # the reaper must never take the worker down
+            log.exception("reaper pass failed")
+
+
+@worker_ready.connect
+def _on_ready(**_):
+    from worker.reaper import reap
+
+    reap(requeue_queued=True)
+    threading.Thread(target=_reaper_loop, name="labq-reaper", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_):
+    _stop.set()
