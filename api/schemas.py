@@ -4,8 +4,6 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from core.spec import ExperimentSpec
-
 
 class Metrics(BaseModel):
     loss: float | None = None
@@ -25,7 +23,7 @@ class ExperimentPublic(BaseModel):
     name: str
     architecture: str
     status: str
-    spec: ExperimentSpec
+    spec: dict  # the stored, normalized spec (see ExperimentSpec)
     sweep_id: int | None
     created_at: datetime
     started_at: datetime | None

@@ -49,8 +49,15 @@ def _seconds(a, b) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
+def arch_of(raw: dict) -> str:
+    """The one-line architecture; a stored spec that no longer validates still gets a row."""
+    try:
+        return architecture(ExperimentSpec.model_validate(raw))
+    except ValueError:
+        return "(invalid spec)"
+
+
 def to_public(session, exp: Experiment) -> ExperimentPublic:
-    spec = ExperimentSpec.model_validate(exp.spec)
     position = None
     if exp.status == QUEUED:
         position = session.scalar(select(func.count()).where(
@@ -58,7 +65,7 @@ def to_public(session, exp: Experiment) -> ExperimentPublic:
     started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
     base = f"/experiments/{exp.id}"
     return ExperimentPublic(
-        id=exp.id, name=exp.name, architecture=architecture(spec), status=exp.status, spec=spec,
+        id=exp.id, name=exp.name, architecture=arch_of(exp.spec), status=exp.status, spec=exp.spec,
         sweep_id=exp.sweep_id, created_at=exp.created_at, started_at=exp.started_at,
         finished_at=exp.finished_at, queue_seconds=_seconds(exp.created_at, started),
         build_seconds=exp.build_seconds, train_seconds=exp.train_seconds,
@@ -77,7 +84,7 @@ def to_public(session, exp: Experiment) -> ExperimentPublic:
 
 def to_summary(exp: Experiment) -> ExperimentSummary:
     return ExperimentSummary(
-        id=exp.id, name=exp.name, architecture=architecture(ExperimentSpec.model_validate(exp.spec)),
+        id=exp.id, name=exp.name, architecture=arch_of(exp.spec),
         status=exp.status, sweep_id=exp.sweep_id, created_at=exp.created_at,
         epochs_done=exp.epochs_done, epochs_total=exp.epochs_total, val_accuracy=exp.val_accuracy,
         test_accuracy=exp.test_accuracy, train_seconds=exp.train_seconds, params=exp.params,

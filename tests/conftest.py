@@ -1,0 +1,67 @@
+"""Fixtures. `stack` is a live labq (module-scoped), once per database backend:
+sqlite (embedded everything) and postgres (PostgreSQL + a separately started Redis, i.e. the
+distributed configuration). The postgres leg needs LABQ_TEST_PG_URL (scripts/postgres.sh sets it,
+`make test` runs it); with LABQ_REQUIRE_PG=1, as on CI, a missing PostgreSQL fails the run."""
+
+import os
+import subprocess
+
+import pytest
+
+from cli.stack import redis_server_binary
+from tests.stack import Stack, create_pg_database, free_port
+
+TINY = {"layers": [{"units": 32}], "epochs": 2, "batch_size": 128, "train_samples": 2000}
+
+
+def pytest_configure(config):
+    # Unit tests import TensorFlow in-process; keep its logging quiet.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str | None:
+    url = os.environ.get("LABQ_TEST_PG_URL")
+    if not url and os.environ.get("LABQ_REQUIRE_PG") == "1":
+        pytest.fail("LABQ_REQUIRE_PG=1 but LABQ_TEST_PG_URL is not set (scripts/postgres.sh)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def external_redis(tmp_path_factory):
+    """A Redis server started by the test, standing in for the distributed mode's broker."""
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([str(redis_server_binary()), "--port", str(port), "--bind",
+                             "127.0.0.1", "--dir", str(d), "--save", "", "--appendonly", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+_redis_db = iter(range(1, 16))
+
+
+def make_stack(backend: str, tmp_path_factory, pg_admin_url, external_redis, **kw) -> Stack:
+    data = tmp_path_factory.mktemp(f"labq-{backend}")
+    if backend == "postgres":
+        if not pg_admin_url:
+            pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
+        return Stack(data, database_url=create_pg_database(pg_admin_url),
+                     redis_url=external_redis.replace("/0", f"/{next(_redis_db)}"), **kw)
+    return Stack(data, **kw)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request, tmp_path_factory, pg_admin_url, external_redis):
+    s = make_stack(request.param, tmp_path_factory, pg_admin_url, external_redis)
+    s.backend = request.param
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def tiny() -> dict:
+    return {**TINY, "layers": [dict(l) for l in TINY["layers"]]}

@@ -1,0 +1,32 @@
+"""Queued and running jobs survive a stop and start of `labq up`: nothing submitted is lost."""
+
+import signal
+
+import httpx
+import pytest
+
+from tests.conftest import make_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_redis, tiny):
+    stack = make_stack(backend, tmp_path_factory, pg_admin_url, external_redis).start()
+    try:
+        first = stack.submit({**tiny, "name": "first", "epochs": 30, "train_samples": 6000})
+        rest = [stack.submit({**tiny, "name": f"queued-{i}"}) for i in range(3)]
+        stack.wait(first, until=lambda e: e["epochs_done"] >= 1)
+    finally:
+        stack.stop(signal.SIGINT)
+    assert stack.proc.returncode == 0, stack.logs()
+    stack.start()
+    try:
+        for exp_id in [first, *rest]:
+            exp = stack.wait(exp_id, timeout=300)
+            assert exp["status"] == "succeeded", exp
+            hist = httpx.get(f"{stack.url}/experiments/{exp_id}/history").json()
+            assert [h["epoch"] for h in hist] == list(range(1, exp["epochs_total"] + 1))
+        assert stack.get(first)["attempt"] == 2
+    finally:
+        stack.stop()
