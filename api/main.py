@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from api import errors
 from api.routes import experiments, health
+from api.routes import presets, sweeps
 from core.settings import get_settings
 
 log = logging.getLogger("labq.api")
@@ -28,6 +29,8 @@ def create_app() -> FastAPI:
 
     app.include_router(experiments.router)
     app.include_router(health.router)
+    app.include_router(sweeps.router)
+    app.include_router(presets.router)
     return app
 
 

@@ -13,11 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import lab as lab_cli, sweeps as sweeps_cli
 from cli.client import call
 from core.constants import FINISHED
 from core.settings import get_settings
 
 app = typer.Typer(help="labq: a job queue for Keras experiments.", no_args_is_help=True)
+app.add_typer(sweeps_cli.app, name="sweep")
+app.add_typer(lab_cli.app, name="lab")
 console = Console()
 
 

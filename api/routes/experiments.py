@@ -37,12 +37,19 @@ def submit(session, spec: ExperimentSpec, **kw) -> tuple[Experiment, str | None]
     re-sent when a worker (or `labq up`) starts, so the submission is never lost."""
     exp = repo.create_experiment(session, spec, **kw)
     session.commit()
+    return exp, enqueue_stored([exp.id])
+
+
+def enqueue_stored(ids: list[int]) -> str | None:
+    """Send already committed jobs to the broker; returns a warning instead of failing when the
+    broker is down (the jobs stay queued in SQL and are re-sent when a worker starts)."""
     try:
-        enqueue(exp.id)
-        return exp, None
+        for exp_id in ids:
+            enqueue(exp_id)
+        return None
     except Exception as exc:
-        log.warning("broker unavailable for experiment %s: %s", exp.id, exc)
-        return exp, "broker unavailable: the job is stored and will be sent when a worker starts"
+        log.warning("broker unavailable for experiment(s) %s: %s", ids, exc)
+        return "broker unavailable: the job is stored and will be sent when a worker starts"
 
 
 def _seconds(a, b) -> float | None:

@@ -1,0 +1,80 @@
+"""/presets: the lab's twelve sections; running one queues it as a sweep."""
+
+import copy
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.deps import SessionDep, SettingsDep
+from api.routes.sweeps import queue_sweep
+from api.sweep_schemas import SweepAccepted
+from core import presets as lab
+from core.spec import ExperimentSpec
+from core.sweep import MAX_REPEATS, SweepSpec, set_path
+
+router = APIRouter(prefix="/presets", tags=["presets"])
+
+
+class PresetRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS, description="seeds per configuration")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, max_length=20,
+        description='dotted paths set on the preset\'s base spec, e.g. {"train_samples": 6000, '
+                    '"epochs": 2}; the grid still sets its own paths')
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+@router.get("")
+def list_():
+    """Every section of the lab: what it asks, its sweep, and the numbers the lab published."""
+    return [p.public() for p in lab.presets().values()]
+
+
+@router.get("/{name}")
+def read(name: str):
+    preset = lab.get(name)
+    if preset is None:
+        raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
+    return preset.public()
+
+
+def _apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:
+    """Set each override on a copy of the base and validate it; errors name `overrides.<path>`."""
+    doc = copy.deepcopy(base)
+    problems = []
+    for path, value in overrides.items():
+        try:
+            set_path(doc, path, value)
+        except KeyError as exc:
+            problems.append({"loc": ("body", "overrides", *path.split(".")),
+                             "msg": f"no such path in the spec: {exc.args[0]}", "type": "bad_path"})
+    if not problems:
+        try:
+            ExperimentSpec.model_validate(doc)
+        except ValidationError as exc:
+            for e in exc.errors():
+                loc = [str(p) for p in e["loc"] if p not in ("dense", "dropout", "Holdout")]
+                problems.append({"loc": ("body", "overrides", *loc), "msg": e["msg"],
+                                 "type": e["type"]})
+    if problems:
+        raise RequestValidationError(problems)
+    return doc
+
+
+@router.post("/{name}/run", status_code=202, response_model=SweepAccepted)
+def run(name: str, session: SessionDep, settings: SettingsDep, response: Response,
+        body: PresetRun | None = None):
+    preset = lab.get(name)
+    if preset is None:
+        raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
+    if not preset.runnable:
+        raise HTTPException(409, f"preset {name!r} is not a sweep: {preset.description}")
+    body = body or PresetRun()
+    base = _apply_overrides(preset.base, body.overrides)
+    spec = SweepSpec(name=body.name or preset.name, base=base, grid=preset.grid,
+                     repeats=body.repeats)
+    return queue_sweep(session, settings, spec, response, preset=preset.name)

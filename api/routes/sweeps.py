@@ -1,0 +1,143 @@
+"""/sweeps: queue a grid of experiments, follow it, compare its configurations, cancel it."""
+
+import csv
+import io
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep, SettingsDep
+from api.routes.experiments import enqueue_stored
+from api.sweep_schemas import (METRICS, SweepAccepted, SweepPublic, SweepSummary, child_row,
+                               public, summary)
+from core import figures
+from core.settings import Settings
+from core.sweep import SweepError, SweepSpec, expand
+from db import repo
+from db import sweeps as db_sweeps
+from db.models import Sweep
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+def queue_sweep(session: Session, settings: Settings, spec: SweepSpec, response: Response,
+                preset: str | None = None, loc_prefix: tuple = ("body",)) -> SweepAccepted:
+    """Expand and check every child (paths, values, child cap, cost cap), store the sweep and all
+    children in one transaction, commit, then enqueue. Any problem: 422, nothing stored."""
+    try:
+        children = expand(spec, settings.max_sweep_children, settings.max_job_flops)
+    except SweepError as exc:
+        raise RequestValidationError([
+            {"loc": (*loc_prefix, *p.field.split(".")), "msg": p.msg, "type": p.type}
+            for p in exc.problems])
+    base = {**spec.base, "seed": children[0].spec.seed}  # the seed repeats count from
+    sweep, exps = db_sweeps.create_sweep(
+        session, name=spec.name, base=base, grid=spec.grid, repeats=spec.repeats, preset=preset,
+        children=[(c.spec, c.config_key) for c in children])
+    session.commit()
+    warning = enqueue_stored([e.id for e in exps])
+    response.headers["Location"] = f"/sweeps/{sweep.id}"
+    return SweepAccepted(id=sweep.id, status="queued", children=[e.id for e in exps],
+                         url=f"/sweeps/{sweep.id}", warning=warning)
+
+
+def get_sweep(sweep_id: int, session: SessionDep) -> Sweep:
+    sweep = db_sweeps.get_sweep(session, sweep_id)
+    if sweep is None:
+        raise HTTPException(404, f"sweep {sweep_id} not found")
+    return sweep
+
+
+SweepDep = Annotated[Sweep, Depends(get_sweep)]
+
+
+def _public(session: Session, sweep: Sweep) -> SweepPublic:
+    exps = db_sweeps.children(session, sweep.id)
+    counts = db_sweeps.status_counts(session, [sweep.id])[sweep.id]
+    return public(sweep, exps, counts)
+
+
+@router.post("", status_code=202, response_model=SweepAccepted)
+def create(spec: SweepSpec, session: SessionDep, settings: SettingsDep, response: Response):
+    return queue_sweep(session, settings, spec, response)
+
+
+@router.get("", response_model=list[SweepSummary])
+def list_(session: SessionDep, response: Response,
+          preset: Annotated[str | None, Query(max_length=100)] = None,
+          limit: Annotated[int, Query(ge=1, le=500)] = 50,
+          offset: Annotated[int, Query(ge=0)] = 0):
+    rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
+    counts = db_sweeps.status_counts(session, [s.id for s in rows])
+    response.headers["X-Total-Count"] = str(total)
+    return [summary(s, counts[s.id]) for s in rows]
+
+
+@router.get("/{sweep_id}", response_model=SweepPublic)
+def read(sweep: SweepDep, session: SessionDep):
+    return _public(session, sweep)
+
+
+def mean_history(histories: list[list[dict]]) -> list[dict]:
+    """Per epoch, the mean validation accuracy and loss over the repeats that reached it."""
+    by_epoch: dict[int, list[dict]] = {}
+    for hist in histories:
+        for row in hist:
+            by_epoch.setdefault(row["epoch"], []).append(row)
+    out = []
+    for epoch in sorted(by_epoch):
+        row = {"epoch": epoch}
+        for metric in ("val_accuracy", "val_loss"):
+            vals = [r[metric] for r in by_epoch[epoch] if r[metric] is not None]
+            row[metric] = sum(vals) / len(vals) if vals else float("nan")
+        out.append(row)
+    return out
+
+
+@router.get("/{sweep_id}/compare.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def compare(sweep: SweepDep, session: SessionDep):
+    """Validation accuracy and loss per epoch of every configuration overlaid (mean of repeats)."""
+    groups: dict[str, tuple[str, list[list[dict]]]] = {}
+    for exp in db_sweeps.children(session, sweep.id):
+        hist = [{"epoch": h.epoch, "val_accuracy": h.val_accuracy, "val_loss": h.val_loss}
+                for h in repo.history(session, exp.id)]
+        if hist:
+            row = child_row(sweep, exp)
+            groups.setdefault(exp.config_key or str(exp.id), (row.label, []))[1].append(hist)
+    if not groups:
+        raise HTTPException(409, f"sweep {sweep.id} has no finished epoch yet")
+    series = [(lbl + (f" (mean of {len(h)})" if len(h) > 1 else ""), mean_history(h))
+              for lbl, h in groups.values()]
+    return Response(figures.compare_png(series, sweep.name), media_type="image/png")
+
+
+@router.get("/{sweep_id}/results.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})
+def results_csv(sweep: SweepDep, session: SessionDep):
+    """One row per child: its configuration (one column per grid path), seed, status, metrics."""
+    rows = _public(session, sweep).children
+    paths = list(sweep.grid)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["sweep_id", "experiment_id", "config_key", "label", *paths, "seed", "status",
+                     "diverged", *METRICS])
+    for r in rows:
+        config = [json.dumps(r.config[p]) if isinstance(r.config[p], (list, dict))
+                  else r.config[p] for p in paths]
+        writer.writerow([sweep.id, r.id, r.config_key, r.label, *config, r.seed, r.status,
+                         r.diverged, *("" if getattr(r, m) is None else getattr(r, m)
+                                       for m in METRICS)])
+    return Response(buf.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="sweep-{sweep.id}.csv"'})
+
+
+@router.post("/{sweep_id}/cancel", status_code=202, response_model=SweepPublic)
+def cancel(sweep: SweepDep, session: SessionDep):
+    """Queued children are cancelled at once; running ones stop at their next epoch end."""
+    db_sweeps.cancel_sweep(session, sweep.id)
+    session.commit()
+    return _public(session, sweep)

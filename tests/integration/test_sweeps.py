@@ -1,0 +1,159 @@
+"""Sweeps and presets against a live stack (SQLite and PostgreSQL legs), on tiny data."""
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import matplotlib.image as mpimg
+import pytest
+
+from tests.stack import ROOT
+
+pytestmark = pytest.mark.integration
+
+TINY = {"layers": [{"units": 16}], "epochs": 1, "batch_size": 128, "train_samples": 1000}
+
+
+def wait_sweep(stack, sweep_id: int, timeout: float = 240, until=None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = httpx.get(f"{stack.url}/sweeps/{sweep_id}", timeout=30).json()
+        if (until(s) if until else s["status"] == "finished"):
+            return s
+        time.sleep(0.3)
+    raise TimeoutError(f"sweep {sweep_id} stuck: {s}\n{stack.logs()}")
+
+
+def totals(stack) -> tuple[int, int]:
+    sweeps = httpx.get(f"{stack.url}/sweeps", params={"limit": 1})
+    exps = httpx.get(f"{stack.url}/experiments", params={"limit": 1}).json()["total"]
+    return int(sweeps.headers["x-total-count"]), exps
+
+
+def labq(stack, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
+                          env={**stack.env, "LABQ_URL": stack.url}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_sweep_end_to_end(stack):
+    body = {"name": "widths", "base": {**TINY, "seed": 7, "train_samples": 2000},
+            "grid": {"layers.0.units": [16, 48]}, "repeats": 2}
+    r = httpx.post(f"{stack.url}/sweeps", json=body)
+    assert r.status_code == 202, r.text
+    sweep_id = r.json()["id"]
+    assert r.headers["location"] == f"/sweeps/{sweep_id}" and len(r.json()["children"]) == 4
+
+    s = wait_sweep(stack, sweep_id)
+    assert s["counts"] == {"succeeded": 4} and s["epochs_done"] == s["epochs_total"] == 4
+    assert [c["config"]["layers.0.units"] for c in s["children"]] == [16, 16, 48, 48]
+    assert [c["seed"] for c in s["children"]] == [7, 8, 7, 8]
+    assert s["children"][0]["config_key"] == s["children"][1]["config_key"]
+    for child in s["children"]:
+        assert child["status"] == "succeeded" and child["epochs_run"] == 1
+        assert 0.2 < child["final_val_accuracy"] <= 1 and child["test_accuracy"] is not None
+        assert child["train_seconds"] > 0 and child["best_val_loss"] <= child["final_val_loss"]
+    assert [c["params"] for c in s["children"]][::2] == [784 * 16 + 16 + 170, 784 * 48 + 48 + 490]
+    assert [c["label"] for c in s["configs"]] == ["units=16", "units=48"]
+    for config in s["configs"]:
+        runs = [c["final_val_accuracy"] for c in s["children"] if c["id"] in config["children"]]
+        st = config["stats"]["final_val_accuracy"]
+        assert st["n"] == 2 and st["mean"] == pytest.approx(sum(runs) / 2)
+        assert st["std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5)
+
+    listed = httpx.get(f"{stack.url}/sweeps").json()
+    assert listed[0]["id"] == sweep_id and listed[0]["status"] == "finished"
+    page = httpx.get(f"{stack.url}/experiments", params={"sweep_id": sweep_id}).json()
+    assert page["total"] == 4
+
+    png = httpx.get(f"{stack.url}/sweeps/{sweep_id}/compare.png")
+    assert png.headers["content-type"] == "image/png"
+    assert mpimg.imread(io.BytesIO(png.content), format="png").shape[1] > 500
+
+    text = httpx.get(f"{stack.url}/sweeps/{sweep_id}/results.csv").text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [int(r["experiment_id"]) for r in rows] == [c["id"] for c in s["children"]]
+    assert [r["layers.0.units"] for r in rows] == ["16", "16", "48", "48"]
+    assert {r["status"] for r in rows} == {"succeeded"}
+    assert float(rows[0]["final_val_accuracy"]) == s["children"][0]["final_val_accuracy"]
+
+    shown = labq(stack, "sweep", "show", str(sweep_id))
+    assert shown.returncode == 0 and "units=48" in shown.stdout and "±" in shown.stdout
+    for path in ["/sweeps/999999", "/sweeps/999999/compare.png", "/sweeps/999999/results.csv"]:
+        assert httpx.get(stack.url + path).status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"grid": {"layers.7.units": [10]}}, "grid.layers.7.units"),
+    ({"grid": {"layers.0.units": [16, 0]}}, "grid.layers.0.units"),
+    ({"grid": {"layers.0.activation": ["relu", "swish"]}}, "grid.layers.0.activation"),
+    ({"grid": {"optimizer.momentum": [0.9]}}, "grid.optimizer.momentum"),
+    ({"grid": {"epochs": 3}}, "grid.epochs"),
+    ({"grid": {"batch_size": list(range(1, 202))}}, "grid"),  # 201 children > cap of 200
+    ({"grid": {"layers.0.units": [8, 16]}, "repeats": 101}, "repeats"),
+    ({"base": {**TINY, "epochs": 500, "train_samples": None},
+      "grid": {"layers.0.units": [16, 8192]}}, "grid"),  # the second child is over the cost cap
+    ({"base": {**TINY, "epochs": 0}}, "base.epochs"),
+])
+def test_bad_sweeps_are_422_and_store_nothing(stack, body, field):
+    before = totals(stack)
+    r = httpx.post(f"{stack.url}/sweeps", json={"name": "bad", "base": TINY, **body})
+    assert r.status_code == 422, r.text
+    assert any(d["field"] == field for d in r.json()["detail"]), r.json()
+    assert totals(stack) == before
+
+
+def test_cancel_sweep_from_the_cli(stack, tmp_path):
+    spec = {"name": "to-cancel", "base": {**TINY, "epochs": 200, "train_samples": 6000},
+            "grid": {"layers.0.units": [16, 32, 48]}}
+    (tmp_path / "sweep.json").write_text(json.dumps(spec))
+    out = labq(stack, "sweep", str(tmp_path / "sweep.json"))
+    assert out.returncode == 0, out.stderr
+    sweep_id = int(re.search(r"sweep (\d+) queued: 3 experiment", out.stdout).group(1))
+    wait_sweep(stack, sweep_id, until=lambda s: s["children"][0]["epochs_done"] >= 1)
+    assert labq(stack, "sweep", "cancel", str(sweep_id)).returncode == 0
+    s = wait_sweep(stack, sweep_id)
+    assert s["counts"] == {"cancelled": 3}
+    first, *rest = s["children"]
+    assert 1 <= first["epochs_done"] < 200
+    assert all(c["epochs_done"] == 0 for c in rest)
+    assert labq(stack, "sweep", "ls").returncode == 0
+
+
+def test_presets_run_and_lab_report(stack, tmp_path):
+    presets = httpx.get(f"{stack.url}/presets").json()
+    assert {p["section"] for p in presets} == set(range(1, 13))
+    width = next(p for p in presets if p["name"] == "s01-width")
+    assert width["reference"][0]["published"]["val_accuracy"] == 0.9617
+
+    before = totals(stack)
+    bad = httpx.post(f"{stack.url}/presets/s12-optimal/run",
+                     json={"overrides": {"train_samples": 1000}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "overrides"
+    assert httpx.post(f"{stack.url}/presets/s01-width/run",
+                      json={"overrides": {"layers.4.units": 3}}).status_code == 422
+    assert httpx.post(f"{stack.url}/presets/nope/run").status_code == 404
+    assert httpx.post(f"{stack.url}/presets/s11-visualization/run").status_code == 409
+    assert totals(stack) == before
+
+    r = httpx.post(f"{stack.url}/presets/s01-width/run",
+                   json={"repeats": 1, "overrides": {"train_samples": 1000, "epochs": 1}})
+    assert r.status_code == 202, r.text
+    s = wait_sweep(stack, r.json()["id"])
+    assert s["preset"] == "s01-width" and s["counts"] == {"succeeded": 5}
+    assert [c["config"]["layers.0.units"] for c in s["configs"]] == [50, 100, 200, 300, 500]
+
+    out = labq(stack, "lab", "report", "--out", str(tmp_path / "rep"), "--sections", "1,11")
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "## 1. Width of the hidden layer" in report and "96.17%" in report
+    assert f"Sweep #{s['id']}" in report and "Best final validation accuracy" in report
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert "s01/compare.png" in images and len(images) == 1 + 2 * 5
+    for img in images:
+        assert (tmp_path / "rep" / img).read_bytes()[:4] == b"\x89PNG"
