@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli import lab as lab_cli, sweeps as sweeps_cli
+from cli import tokens as tokens_cli
 from cli.client import call
 from core.constants import FINISHED
 from core.settings import get_settings
@@ -21,26 +22,31 @@ from core.settings import get_settings
 app = typer.Typer(help="labq: a job queue for Keras experiments.", no_args_is_help=True)
 app.add_typer(sweeps_cli.app, name="sweep")
 app.add_typer(lab_cli.app, name="lab")
+app.add_typer(tokens_cli.app, name="token")
 console = Console()
 
 
 @app.command()
-def up(concurrency: Annotated[int, typer.Option(help="worker processes")] = 1):
+def up(concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
+       host: Annotated[Optional[str], typer.Option(help="API bind address (LABQ_HOST)")] = None):
     """Start the embedded stack: Redis, SQLite (migrated), one Celery worker and the API."""
     from cli.stack import Stack
     from db.migrate import upgrade
 
+    if host:
+        os.environ["LABQ_HOST"] = host  # the API child reads it too
+        get_settings.cache_clear()
     settings = get_settings()
+    tokens_cli.refuse_open_bind(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings)
-    stopping = False
 
     def _stop(signum, _frame):
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
+    # Explicit, because a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         if settings.embedded_redis:
             stack.start_redis()
@@ -67,6 +73,7 @@ def api():
     import uvicorn
 
     settings = get_settings()
+    tokens_cli.refuse_open_bind(settings)
     uvicorn.run("api.main:app", host=settings.host, port=settings.port, log_level="info")
 
 
@@ -114,7 +121,7 @@ def _fmt(v, spec=".4f"):
 def status(experiment_id: int):
     """Show an experiment: status, timings, metrics, layer shapes."""
     e = call("GET", f"/experiments/{experiment_id}").json()
-    console.print(f"[bold]#{e['id']} {e['name']}[/]  {e['architecture']}  [{e['status']}]")
+    console.print(f"[bold]#{e['id']} {e['name']}[/]  {e['architecture']}  \\[{e['status']}]")
     console.print(f"epochs {e['epochs_done']}/{e['epochs_total']}  queue {_fmt(e['queue_seconds'], '.2f')}s"
                   f"  build {_fmt(e['build_seconds'], '.2f')}s  train {_fmt(e['train_seconds'], '.2f')}s")
     for split in ("train", "val", "test"):
