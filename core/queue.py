@@ -1,17 +1,29 @@
 """The Celery app's configuration, shared by the producer (API, CLI) and the worker.
 
 The producer never imports the worker: it sends the task by name, with the experiment id only.
+
+Delivery is at-least-once and the database decides who trains (see db.repo.claim), so a duplicate
+message is harmless; `enqueue` still bounds duplicates with a marker key per sent job
+(`labq:sent:<id>`), which lives in the same Redis as the message: if Redis loses the message it
+loses the marker too, and the reaper sends the job again.
 """
 
 from functools import lru_cache
 
+import redis
 from celery import Celery
 
 from core.constants import QUEUE, TRAIN_TASK
-from core.settings import get_settings
+from core.settings import Settings, get_settings
+
+SENT_KEY = "labq:sent:{}"
+# A send to a broker that is down fails within about a second: the job stays queued in SQL.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
 
-def make_celery() -> Celery:
+def make_celery(producer_only: bool = False) -> Celery:
+    """The worker reconnects to a Redis that went away for as long as it takes; a producer
+    (the API) gives up at once, because it must answer its HTTP request."""
     settings = get_settings()
     app = Celery("labq", broker=settings.broker_url)
     app.conf.update(
@@ -25,20 +37,72 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=settings.max_jobs_per_child,
         worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
-        # A send to a broker that is down should fail fast: the job stays queued in SQL and
-        # is re-sent when a worker or `labq up` starts (see worker.tasks.requeue_orphans).
+        broker_connection_retry=True,
+        broker_connection_max_retries=1 if producer_only else None,
         broker_connection_timeout=3,
-        broker_connection_max_retries=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout,
+                                  "socket_connect_timeout": 3},
+        task_publish_retry=True,
+        task_publish_retry_policy=PUBLISH_RETRY,
+        # The hard limit for a message sent without its job's cost; see time_limits().
+        task_time_limit=time_limits(None, settings)[1],
     )
     return app
 
 
 @lru_cache
 def producer() -> Celery:
-    return make_celery()
+    return make_celery(producer_only=True)
 
 
-def enqueue(experiment_id: int) -> None:
-    producer().send_task(TRAIN_TASK, args=[experiment_id], queue=QUEUE)
+@lru_cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().broker_url, socket_timeout=3,
+                                socket_connect_timeout=3)
+
+
+def time_limits(flops: float | None, settings: Settings | None = None) -> tuple[int, int]:
+    """(soft, hard) seconds for a job of `flops` estimated operations (None: the maximum).
+
+    The worker enforces the soft limit itself (it stops training and fails the job, keeping its
+    history); the hard limit travels with the message and has Celery kill a child that is stuck."""
+    s = settings or get_settings()
+    if flops is None:
+        soft = s.max_time_limit
+    else:
+        soft = flops / s.job_flops_per_second * s.time_limit_factor
+        soft = int(min(max(soft, s.min_time_limit), s.max_time_limit))
+    return soft, int(soft * 1.1) + 30
+
+
+def enqueue(experiment_id: int, flops: float | None = None) -> None:
+    """Send one job, with its hard time limit from its estimated cost (the maximum when unknown).
+    Raises when the broker is down."""
+    settings = get_settings()
+    _, hard = time_limits(flops, settings)
+    producer().send_task(TRAIN_TASK, args=[experiment_id], queue=QUEUE, time_limit=hard,
+                         retry=True, retry_policy=PUBLISH_RETRY)
+    try:
+        _redis().set(SENT_KEY.format(experiment_id), 1, ex=max(settings.visibility_timeout, 60))
+    except redis.RedisError:
+        pass  # without the marker the reaper may send it once more: harmless
+
+
+def unsent(experiment_ids: list[int]) -> list[int]:
+    """The ids among `experiment_ids` with no message known to be in the broker."""
+    if not experiment_ids:
+        return []
+    pipe = _redis().pipeline(transaction=False)
+    for exp_id in experiment_ids:
+        pipe.exists(SENT_KEY.format(exp_id))
+    return [i for i, present in zip(experiment_ids, pipe.execute()) if not present]
+
+
+def mark_consumed(experiment_id: int) -> None:
+    """The worker took the job's message: a later re-send (after a lost lease) is needed."""
+    try:
+        _redis().delete(SENT_KEY.format(experiment_id))
+    except redis.RedisError:
+        pass

@@ -1,5 +1,11 @@
 """Puts orphaned jobs back on the queue: queued rows the broker may have lost, and running rows whose
-worker stopped renewing its lease. A job that keeps losing its worker fails after `max_attempts`."""
+worker stopped renewing its lease. A job that keeps losing its worker fails after `max_attempts`.
+
+Every worker runs a pass every lease/4 seconds, and one at start (`requeue_queued=True`). A job is
+re-sent only when no message for it is known to be in the broker (core.queue.unsent), so passes do
+not flood the queue with copies; a worker start re-sends every queued job once, because a message
+prefetched by a worker that died sits invisible in Redis until its visibility timeout.
+"""
 
 import logging
 import os
@@ -7,18 +13,21 @@ import socket
 from datetime import timedelta
 
 from core.constants import FAILED
-from core.queue import enqueue
+from core.queue import enqueue, unsent
 from core.settings import get_settings
+from core.spec import ExperimentSpec, estimate_flops
 from db import repo
 from db.models import utcnow
 from db.session import session_scope
 
 log = logging.getLogger("labq.reaper")
 
+QUEUED_GRACE_SECONDS = 30  # a fresh submission is being sent by the API; leave it alone
+
 
 def reap(requeue_queued: bool = False) -> list[int]:
     settings = get_settings()
-    requeue: list[int] = []
+    candidates: list[int] = []
     with session_scope() as session:
         _expire_dead_local(session)
         for exp_id in repo.expired_leases(session):
@@ -29,14 +38,28 @@ def reap(requeue_queued: bool = False) -> list[int]:
                     "the job may be killing its worker (out of memory?)"))
                 log.warning("experiment %s failed after %s lost attempts", exp_id, exp.attempt)
             else:
-                requeue.append(exp_id)
+                candidates.append(exp_id)
         if requeue_queued:
-            requeue.extend(repo.queued_ids(session))
+            queued = repo.queued_ids(session)
+        else:
+            queued = repo.queued_ids(session, older_than=QUEUED_GRACE_SECONDS)
+        flops = {i: _flops(repo.get(session, i).spec) for i in [*candidates, *queued]}
+    if requeue_queued:
+        requeue = unsent(candidates) + [i for i in queued if i not in candidates]
+    else:
+        requeue = unsent(candidates + [i for i in queued if i not in candidates])
     for exp_id in requeue:
-        enqueue(exp_id)
+        enqueue(exp_id, flops[exp_id])
     if requeue:
         log.info("re-sent %d job(s) to the broker: %s", len(requeue), requeue)
     return requeue
+
+
+def _flops(raw: dict) -> float | None:
+    try:
+        return estimate_flops(ExperimentSpec.model_validate(raw))
+    except ValueError:
+        return None
 
 
 def _pid_alive(pid: int) -> bool:

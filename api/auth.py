@@ -1,0 +1,123 @@
+"""Who may call the API: bearer tokens, per-token limits, CORS.
+
+The rules, applied to every route by HTTP method (routes added later are covered without edits):
+- bound to loopback and no token created: everything open (the curl quick start);
+- bound to loopback once a token exists: writes (POST, PUT, PATCH, DELETE) need a token;
+- bound to anything else: every endpoint needs a token (`labq up` refuses to start without one);
+- `/health` is always open; a token that is sent must be valid, even where none is needed.
+A token's requests are rate limited (settings.rate_limit_per_minute, 429 with Retry-After) and the
+experiments it creates count against settings.max_active_jobs_per_token (db.repo.acting_token).
+Tokens never appear in logs or error bodies.
+"""
+
+import ipaddress
+import math
+import threading
+import time
+from collections import defaultdict, deque
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from core.settings import Settings
+from db import repo, tokens
+from db.session import session_scope
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+OPEN_PATHS = frozenset({"/health"})
+JOBS_RETRY_AFTER = 30
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimiter:
+    """Sliding one-minute window per key, in this API process's memory."""
+
+    def __init__(self, per_minute: int, window: float = 60.0):
+        self.per_minute, self.window = per_minute, window
+        self.hits: dict[object, deque] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def hit(self, key, now: float | None = None) -> int:
+        """Record a request; 0 if allowed, else the seconds to wait before the next one."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            q = self.hits[key]
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            if len(q) >= self.per_minute:
+                return max(1, math.ceil(q[0] + self.window - now))
+            q.append(now)
+            return 0
+
+
+def _lookup(token: str) -> int | None:
+    with session_scope() as session:
+        return tokens.lookup(session, token)
+
+
+def _any_active() -> bool:
+    with session_scope() as session:
+        return tokens.any_active(session)
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    return JSONResponse({"detail": message, "message": message}, status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def _too_many(message: str, retry_after: int) -> JSONResponse:
+    return JSONResponse({"detail": message, "message": message}, status_code=429,
+                        headers={"Retry-After": str(retry_after)})
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the auth middleware, the job-limit error handler and (if configured) CORS."""
+    loopback = is_loopback(settings.host)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if request.method == "OPTIONS" or request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        header = request.headers.get("authorization")
+        token_id = None
+        if header is not None:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                return _unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+            token_id = await run_in_threadpool(_lookup, value.strip())
+            if token_id is None:
+                return _unauthorized("invalid or revoked token")
+        elif not loopback or (request.method in WRITE_METHODS
+                              and await run_in_threadpool(_any_active)):
+            return _unauthorized("this request needs a token: send 'Authorization: Bearer <token>'"
+                                 " (create one with `labq token create NAME`)")
+        if token_id is not None:
+            wait = limiter.hit(token_id)
+            if wait:
+                return _too_many(f"more than {settings.rate_limit_per_minute} requests a minute "
+                                 "with this token", wait)
+        reset = repo.acting_token.set(token_id)
+        try:
+            return await call_next(request)
+        finally:
+            repo.acting_token.reset(reset)
+
+    @app.exception_handler(repo.QuotaExceeded)
+    async def _quota(request: Request, exc: repo.QuotaExceeded):
+        return _too_many(str(exc), JOBS_RETRY_AFTER)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
