@@ -5,7 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import errors
+from api import auth, errors
 from api.routes import experiments, health
 from api.routes import presets, sweeps
 from core.settings import get_settings
@@ -18,6 +18,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="labq", version="0.1.0",
                   description="A job queue for Keras experiments on MNIST.")
     errors.install(app)
+    auth.install(app, settings)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):

@@ -4,18 +4,42 @@ Writes that a redelivered or resumed task may repeat are idempotent: epochs are 
 (experiment, epoch), artifacts on (experiment, name), and a job is claimed by a conditional UPDATE.
 """
 
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.constants import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.settings import get_settings
 from core.spec import ExperimentSpec
 from db.models import Artifact, EpochRow, Experiment, utcnow
 
 
+# The API token a request acts for (set by api.auth for the request's duration): every experiment
+# created during the request is owned by it and counts against its active-job limit.
+acting_token: ContextVar[int | None] = ContextVar("labq_acting_token", default=None)
+
+
+class QuotaExceeded(Exception):
+    """The token already has its maximum of queued + running jobs."""
+
+
+def active_jobs(session: Session, token_id: int) -> int:
+    return int(session.scalar(select(func.count()).select_from(Experiment).where(
+        Experiment.token_id == token_id, Experiment.status.in_((QUEUED, RUNNING)))) or 0)
+
+
 def create_experiment(session: Session, spec: ExperimentSpec, *, sweep_id: int | None = None,
                       config_key: str | None = None, token_id: int | None = None) -> Experiment:
+    if token_id is None:
+        token_id = acting_token.get()
+    if token_id is not None:
+        limit = get_settings().max_active_jobs_per_token
+        session.flush()  # count this request's earlier experiments too (a sweep's children)
+        if active_jobs(session, token_id) >= limit:
+            raise QuotaExceeded(f"this token already has {limit} queued or running jobs "
+                                "(the limit); wait for some to finish")
     exp = Experiment(
         name=spec.name, spec=spec.model_dump(mode="json"), status=QUEUED, sweep_id=sweep_id,
         config_key=config_key, token_id=token_id, epochs_total=spec.epochs, created_at=utcnow(),
@@ -46,9 +70,12 @@ def history(session: Session, experiment_id: int) -> list[EpochRow]:
     ))
 
 
-def queued_ids(session: Session) -> list[int]:
-    return list(session.scalars(
-        select(Experiment.id).where(Experiment.status == QUEUED).order_by(Experiment.id)))
+def queued_ids(session: Session, older_than: float | None = None) -> list[int]:
+    """Queued jobs, oldest first; `older_than` seconds skips ones submitted just now."""
+    query = select(Experiment.id).where(Experiment.status == QUEUED)
+    if older_than:
+        query = query.where(Experiment.created_at < utcnow() - timedelta(seconds=older_than))
+    return list(session.scalars(query.order_by(Experiment.id)))
 
 
 def request_cancel(session: Session, experiment_id: int) -> str:
@@ -132,6 +159,36 @@ def finish(session: Session, experiment_id: int, status: str, **values) -> None:
                 best_val_accuracy=max(vals) if vals else None,
                 best_val_loss=min(losses) if losses else None, **values)
     )
+    # A finished job is never resumed (a retry starts from scratch): drop its checkpoint.
+    session.execute(delete(Artifact).where(
+        Artifact.experiment_id == experiment_id, Artifact.name == CHECKPOINT))
+
+
+RETRYABLE = (FAILED, CANCELLED)
+
+
+def retry(session: Session, experiment_id: int) -> bool:
+    """Queue a failed or cancelled job again, from scratch: its epochs, artifacts, results and
+    error are cleared and its attempt count starts over (so the attempt cap applies afresh).
+    False when the job is in another status (nothing is changed then)."""
+    done = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status.in_(RETRYABLE))
+        .values(status=QUEUED, started_at=None, finished_at=None,
+                build_seconds=None, train_seconds=None, epochs_done=0, train_loss=None,
+                train_accuracy=None, val_loss=None, val_accuracy=None, best_val_accuracy=None,
+                best_val_loss=None, test_loss=None, test_accuracy=None, diverged=False,
+                error=None, traceback=None, cancel_requested=False, worker=None, device=None,
+                attempt=0, lease_expires_at=None)
+    ).rowcount
+    if done:
+        session.execute(delete(EpochRow).where(EpochRow.experiment_id == experiment_id))
+        session.execute(delete(Artifact).where(Artifact.experiment_id == experiment_id))
+    session.flush()
+    return bool(done)
+
+
+CHECKPOINT = "checkpoint"
 
 
 def put_artifact(session: Session, experiment_id: int, name: str, content_type: str,

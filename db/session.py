@@ -1,5 +1,6 @@
 """Engine and session factory. SQLite gets WAL, a busy timeout and foreign keys on every connection."""
 
+import os
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
@@ -10,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 
-SQLITE_BUSY_MS = 30_000
+# How long a SQLite write waits for a lock before failing (the worker then retries with backoff).
+SQLITE_BUSY_MS = int(os.environ.get("LABQ_SQLITE_BUSY_MS", "30000"))
 
 
 def make_engine(url: str) -> Engine:

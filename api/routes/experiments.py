@@ -158,3 +158,20 @@ def cancel(exp: ExperimentDep, session: SessionDep):
     session.commit()
     session.refresh(exp)
     return to_public(session, exp)
+
+
+@router.post("/{experiment_id}/retry", status_code=202, response_model=ExperimentPublic,
+             responses={409: {"description": "the experiment is not failed or cancelled"}})
+def retry(exp: ExperimentDep, session: SessionDep):
+    """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
+    cleared; id, name and spec are kept)."""
+    if not repo.retry(session, exp.id):
+        raise HTTPException(409, f"experiment {exp.id} is {exp.status}; only failed or cancelled "
+                                 "experiments can be retried")
+    session.commit()
+    session.refresh(exp)
+    try:
+        enqueue(exp.id)
+    except Exception as exc:
+        log.warning("broker unavailable for experiment %s: %s", exp.id, exc)
+    return to_public(session, exp)

@@ -1,13 +1,27 @@
-"""Queued and running jobs survive a stop and start of `labq up`: nothing submitted is lost."""
+"""Queued and running jobs survive a stop and start of `labq up`: nothing submitted is lost, and the
+running one resumes from the checkpoint of its last finished epoch."""
 
 import signal
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import make_stack
 
 pytestmark = pytest.mark.integration
+
+
+def epoch_attempts(stack, exp_id: int) -> list[tuple[int, int]]:
+    """(epoch, attempt that wrote it) for each stored epoch row, read from the database."""
+    engine = create_engine(stack.database_url or f"sqlite:///{stack.data_dir / 'labq.db'}")
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch"),
+                {"i": exp_id})]
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -20,6 +34,8 @@ def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_
     finally:
         stack.stop(signal.SIGINT)
     assert stack.proc.returncode == 0, stack.logs()
+    done_before = epoch_attempts(stack, first)
+    assert done_before and all(attempt == 1 for _, attempt in done_before)
     stack.start()
     try:
         for exp_id in [first, *rest]:
@@ -28,5 +44,11 @@ def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_
             hist = httpx.get(f"{stack.url}/experiments/{exp_id}/history").json()
             assert [h["epoch"] for h in hist] == list(range(1, exp["epochs_total"] + 1))
         assert stack.get(first)["attempt"] == 2
+        # Resumed, not restarted: the epochs finished before the stop keep their first-attempt
+        # rows, and the second attempt wrote only the epochs after them.
+        after = epoch_attempts(stack, first)
+        k = len(done_before)
+        assert after[:k] == done_before
+        assert {attempt for _, attempt in after[k:]} == {2}
     finally:
         stack.stop()

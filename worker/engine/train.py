@@ -88,6 +88,8 @@ def _finite(v) -> float | None:
 class _Reporter(keras.callbacks.Callback):
     """Times each epoch, measures gradient norms on a probe batch, reports, and obeys stop requests."""
 
+    checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None
+
     def __init__(self, result: RunResult, probe: tuple[tf.Tensor, tf.Tensor],
                  on_epoch: Callable[[EpochReport], bool], first_epoch: int):
         super().__init__()
@@ -106,6 +108,8 @@ class _Reporter(keras.callbacks.Callback):
         return {l.name: float(tf.norm(g)) for l, g in zip(dense, grads) if g is not None}
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.result.stopped == "cancelled":
+            return  # stopped inside this epoch (_StopCheck): it did not finish, report nothing
         logs = logs or {}
         seconds = time.perf_counter() - self.t0
         report = EpochReport(
@@ -122,14 +126,44 @@ class _Reporter(keras.callbacks.Callback):
         if report.loss is None:
             self.result.diverged, self.result.stopped = True, "diverged"
             self.model.stop_training = True
+        if self.checkpoint:
+            self.checkpoint(self.model, self.result.epochs)
         if self.on_epoch(report):
             self.result.stopped = "cancelled"
             self.model.stop_training = True
 
 
+class _StopCheck(keras.callbacks.Callback):
+    """Asks `should_stop` every `every` batches, so a cancel need not wait for a long epoch's end.
+    Dispatched off the training thread (async_safe): it costs the training loop nothing."""
+
+    async_safe = True
+
+    def __init__(self, result: RunResult, should_stop: Callable[[], bool], every: int):
+        super().__init__()
+        self.result, self.should_stop, self.every, self.next = result, should_stop, every, every
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 >= self.next:
+            self.next = batch + 1 + self.every
+            if self.should_stop():
+                self.result.stopped = "cancelled"
+                self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.next = self.every
+
+
 def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], bool],
-          on_built: Callable[[RunResult], None] | None = None) -> RunResult:
-    """Train `spec`. `on_epoch` is called after every epoch; returning True stops the run there."""
+          on_built: Callable[[RunResult], None] | None = None, *, resume=None,
+          checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, check_every: int = 50) -> RunResult:
+    """Train `spec`. `on_epoch` is called after every epoch; returning True stops the run there.
+
+    `resume` (a worker.checkpoint.Checkpoint) continues a run after its last finished epoch;
+    `checkpoint(model, epochs)` is called at each epoch end just before `on_epoch`;
+    `should_stop()` is asked every `check_every` batches and stops the run inside the epoch.
+    """
     keras.utils.set_random_seed(spec.seed)
     t0 = time.perf_counter()
     arrays = split(spec, data)
@@ -141,8 +175,18 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
     if on_built:
         on_built(result)
 
+    initial_epoch = 0
+    if resume is not None:
+        resume.apply(model)
+        result.epochs = [EpochReport(**h) for h in resume.history]
+        initial_epoch = resume.epoch
+
     probe = (arrays.x_fit[:PROBE_SIZE], arrays.y_fit[:PROBE_SIZE])
-    callbacks: list[keras.callbacks.Callback] = [_Reporter(result, probe, on_epoch, 1)]
+    reporter = _Reporter(result, probe, on_epoch, 1)
+    reporter.checkpoint = checkpoint
+    callbacks: list[keras.callbacks.Callback] = [reporter]
+    if should_stop:
+        callbacks.append(_StopCheck(result, should_stop, check_every))
     if spec.early_stopping:
         es = spec.early_stopping
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -156,7 +200,7 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
     t1 = time.perf_counter()
     model.fit(arrays.x_fit, arrays.y_fit, batch_size=spec.batch_size, epochs=spec.epochs,
               validation_data=(arrays.x_val, arrays.y_val), callbacks=callbacks, verbose=0,
-              shuffle=True)
+              shuffle=True, initial_epoch=initial_epoch)
     result.train_seconds = time.perf_counter() - t1
     if result.stopped is None and len(result.epochs) < spec.epochs:
         result.stopped = "early_stopping"
