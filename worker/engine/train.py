@@ -1,8 +1,10 @@
 """Train one spec on in-memory MNIST, reporting each epoch as it ends.
 
-Read top to bottom: split the data the spec asks for, build and compile the model, fit with the
-spec's callbacks plus labq's own (epoch report, gradient probe, divergence stop), evaluate on the
-test set once, and hand back everything the worker stores.
+Read top to bottom: build and compile the model, run the epochs with the compiled steps of
+worker.engine.steps (data resident as tensors, many steps per host call, large-batch validation),
+drive the spec's Keras callbacks plus labq's own (epoch report, gradient probe, divergence stop)
+once per epoch exactly as `fit` would, evaluate on the test set once, and hand back everything the
+worker stores. worker.engine.notebook holds the plain `model.fit` way, the benchmark's baseline.
 """
 
 import math
@@ -17,6 +19,7 @@ import tensorflow as tf
 from core.spec import ExperimentSpec, Holdout
 from worker.engine.data import Mnist
 from worker.engine.model import build_model, build_optimizer, layer_table
+from worker.engine.steps import Steps, resident, use_jit
 
 PROBE_SIZE = 512  # fixed batch of training images for per-layer gradient norms
 FILTER_COLUMNS = 100  # first-layer kernel columns kept for filters.png
@@ -48,34 +51,9 @@ class RunResult:
     first_kernel: np.ndarray | None = None  # (784, <=100) float32
 
 
-@dataclass
-class Arrays:
-    x_fit: tf.Tensor
-    y_fit: tf.Tensor
-    x_val: tf.Tensor
-    y_val: tf.Tensor
-    x_test: tf.Tensor
-    y_test: tf.Tensor
-
-
 def to_float(x: np.ndarray) -> np.ndarray:
     """The lab's preprocessing: pixels / 255 as float32."""
     return x.astype(np.float32) / 255.0
-
-
-def split(spec: ExperimentSpec, data: Mnist) -> Arrays:
-    n = spec.n_train_total
-    x, y = data.x_train[:n], data.y_train[:n]
-    x_test, y_test = to_float(data.x_test), data.y_test.astype(np.int32)
-    if isinstance(spec.validation, Holdout):
-        cut = n - spec.validation.holdout
-        x_fit, y_fit = to_float(x[:cut]), y[:cut].astype(np.int32)
-        x_val, y_val = to_float(x[cut:]), y[cut:].astype(np.int32)
-    else:
-        x_fit, y_fit = to_float(x), y.astype(np.int32)
-        x_val, y_val = x_test, y_test
-    t = tf.convert_to_tensor
-    return Arrays(t(x_fit), t(y_fit), t(x_val), t(y_val), t(x_test), t(y_test))
 
 
 def _finite(v) -> float | None:
@@ -109,7 +87,7 @@ class _Reporter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.result.stopped == "cancelled":
-            return  # stopped inside this epoch (_StopCheck): it did not finish, report nothing
+            return  # stopped inside this epoch (should_stop): it did not finish, report nothing
         logs = logs or {}
         seconds = time.perf_counter() - self.t0
         report = EpochReport(
@@ -133,27 +111,6 @@ class _Reporter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class _StopCheck(keras.callbacks.Callback):
-    """Asks `should_stop` every `every` batches, so a cancel need not wait for a long epoch's end.
-    Dispatched off the training thread (async_safe): it costs the training loop nothing."""
-
-    async_safe = True
-
-    def __init__(self, result: RunResult, should_stop: Callable[[], bool], every: int):
-        super().__init__()
-        self.result, self.should_stop, self.every, self.next = result, should_stop, every, every
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch + 1 >= self.next:
-            self.next = batch + 1 + self.every
-            if self.should_stop():
-                self.result.stopped = "cancelled"
-                self.model.stop_training = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.next = self.every
-
-
 def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], bool],
           on_built: Callable[[RunResult], None] | None = None, *, resume=None,
           checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None,
@@ -166,10 +123,11 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
     """
     keras.utils.set_random_seed(spec.seed)
     t0 = time.perf_counter()
-    arrays = split(spec, data)
+    data_t = resident(data)
     model = build_model(spec)
     model.compile(optimizer=build_optimizer(spec), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
+    steps = Steps(model, jit=use_jit(spec))
     result = RunResult(layers=layer_table(model), params=int(model.count_params()),
                        build_seconds=time.perf_counter() - t0)
     if on_built:
@@ -181,12 +139,12 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
         result.epochs = [EpochReport(**h) for h in resume.history]
         initial_epoch = resume.epoch
 
-    probe = (arrays.x_fit[:PROBE_SIZE], arrays.y_fit[:PROBE_SIZE])
+    n_fit, bs = spec.n_fit, spec.batch_size
+    x, y = data_t.x_train, data_t.y_train
+    probe = (x[:min(PROBE_SIZE, n_fit)], y[:min(PROBE_SIZE, n_fit)])
     reporter = _Reporter(result, probe, on_epoch, 1)
     reporter.checkpoint = checkpoint
     callbacks: list[keras.callbacks.Callback] = [reporter]
-    if should_stop:
-        callbacks.append(_StopCheck(result, should_stop, check_every))
     if spec.early_stopping:
         es = spec.early_stopping
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -196,18 +154,58 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
         rl = spec.reduce_lr_on_plateau
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr))
+    if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
+        val = (x, y, n_fit, spec.n_train_total)
+    else:
+        val = (data_t.x_test, data_t.y_test, 0, int(data_t.y_test.shape[0]))
 
     t1 = time.perf_counter()
-    model.fit(arrays.x_fit, arrays.y_fit, batch_size=spec.batch_size, epochs=spec.epochs,
-              validation_data=(arrays.x_val, arrays.y_val), callbacks=callbacks, verbose=0,
-              shuffle=True, initial_epoch=initial_epoch)
+    _run_epochs(spec, steps, x, y, val, callbacks, result, initial_epoch,
+                should_stop, max(1, check_every))
     result.train_seconds = time.perf_counter() - t1
     if result.stopped is None and len(result.epochs) < spec.epochs:
         result.stopped = "early_stopping"
 
     if not result.diverged:
-        test_loss, test_acc = model.evaluate(arrays.x_test, arrays.y_test, batch_size=2048, verbose=0)
+        test_loss, test_acc = steps.evaluate(data_t.x_test, data_t.y_test, 0,
+                                             int(data_t.y_test.shape[0]))
         result.test_loss, result.test_accuracy = _finite(test_loss), _finite(test_acc)
     first = next((l for l in model.layers if isinstance(l, keras.layers.Dense)), None)
     result.first_kernel = np.asarray(first.kernel)[:, :FILTER_COLUMNS].astype(np.float32)
     return result
+
+
+def _run_epochs(spec: ExperimentSpec, steps: Steps, x, y, val, callbacks, result: RunResult,
+                initial_epoch: int, should_stop: Callable[[], bool] | None, chunk: int) -> None:
+    """`fit`'s epoch loop: shuffle, train in runs of `chunk` steps (asking `should_stop` between
+    runs), validate, then the callbacks' epoch end; stops where a callback sets stop_training."""
+    model = steps.model
+    n_fit, bs = spec.n_fit, spec.batch_size
+    full = n_fit // bs  # full batches; the rest (n_fit % bs images) is the epoch's last batch
+    cb = keras.callbacks.CallbackList(callbacks, model=model)
+    model.stop_training = False
+    cb.on_train_begin()
+    for epoch in range(initial_epoch, spec.epochs):
+        cb.on_epoch_begin(epoch)
+        order = np.random.default_rng([spec.seed, epoch]).permutation(n_fit).astype(np.int32)
+        rows = tf.constant(order[:full * bs].reshape(full, bs))
+        loss_sum = hit_sum = 0.0
+        for start in range(0, full, chunk):
+            loss, hits = steps.train_rows(x, y, rows, tf.constant(start),
+                                          tf.constant(min(start + chunk, full)))
+            loss_sum, hit_sum = loss_sum + float(loss), hit_sum + float(hits)
+            if should_stop is not None and should_stop():
+                result.stopped = "cancelled"  # inside the epoch: it is not reported
+                break
+        if result.stopped == "cancelled":
+            break
+        if full * bs < n_fit:
+            loss, hits = steps.train_batch(x, y, tf.constant(order[full * bs:]))
+            loss_sum, hit_sum = loss_sum + float(loss), hit_sum + float(hits)
+        val_loss, val_acc = steps.evaluate(*val)
+        logs = {"loss": loss_sum / n_fit, "accuracy": hit_sum / n_fit,
+                "val_loss": val_loss, "val_accuracy": val_acc}
+        cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    cb.on_train_end()
