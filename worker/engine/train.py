@@ -56,6 +56,11 @@ def to_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0
 
 
+def _mode(monitor: str) -> str:
+    """Explicit, since "auto" asks the compiled metrics, which `fit` never built here."""
+    return "max" if monitor.endswith("accuracy") else "min"
+
+
 def _finite(v) -> float | None:
     if v is None:
         return None
@@ -149,11 +154,12 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
         es = spec.early_stopping
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
-            restore_best_weights=es.restore_best_weights))
+            restore_best_weights=es.restore_best_weights, mode=_mode(es.monitor)))
     if spec.reduce_lr_on_plateau:
         rl = spec.reduce_lr_on_plateau
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr))
+            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr,
+            mode=_mode(rl.monitor)))
     if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
         val = (x, y, n_fit, spec.n_train_total)
     else:
