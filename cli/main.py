@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cli import lab as lab_cli, sweeps as sweeps_cli
 from cli import tokens as tokens_cli
+from cli import bench as bench_cli
 from cli.client import call
 from core.constants import FINISHED
 from core.settings import get_settings
@@ -23,6 +24,7 @@ app = typer.Typer(help="labq: a job queue for Keras experiments.", no_args_is_he
 app.add_typer(sweeps_cli.app, name="sweep")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(tokens_cli.app, name="token")
+app.command("bench")(bench_cli.bench)
 console = Console()
 
 
