@@ -42,14 +42,22 @@ def make_celery(producer_only: bool = False) -> Celery:
         broker_connection_retry=True,
         broker_connection_max_retries=1 if producer_only else None,
         broker_connection_timeout=3,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout,
-                                  "socket_connect_timeout": 3},
+        broker_transport_options=_transport_options(settings),
         task_publish_retry=True,
         task_publish_retry_policy=PUBLISH_RETRY,
         # The hard limit for a message sent without its job's cost; see time_limits().
         task_time_limit=time_limits(None, settings)[1],
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict:
+    """Redis redelivers an unacknowledged message after `visibility_timeout`; kombu sweeps for such
+    messages every interval x throttle seconds (100 s by default), sooner for short timeouts."""
+    vt = settings.visibility_timeout
+    return {"visibility_timeout": vt, "socket_connect_timeout": 3,
+            "unacked_restore_interval": max(1, min(10, vt // 4)),
+            "unacked_restore_throttle": 1 if vt < 600 else 10}
 
 
 @lru_cache

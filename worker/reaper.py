@@ -22,7 +22,7 @@ from db.session import session_scope
 
 log = logging.getLogger("labq.reaper")
 
-QUEUED_GRACE_SECONDS = 30  # a fresh submission is being sent by the API; leave it alone
+QUEUED_GRACE_SECONDS = 5  # a fresh submission is being sent by the API; leave it alone
 
 
 def reap(requeue_queued: bool = False) -> list[int]:

@@ -1,0 +1,242 @@
+"""Faults injected into a live labq (real Redis, Celery worker processes, SQLite): a worker killed
+mid-epoch, a job that kills its worker every time, a database locked during writes, a cancel inside
+a long epoch, a broker that redelivers a running job, a Redis that dies and comes back.
+
+Each test names the guarantee of docs/guarantees.md that it proves."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from cli.stack import redis_server_binary
+from tests.stack import ROOT, Stack, free_port
+
+pytestmark = pytest.mark.integration
+
+CRASHER = "crash-every-time"
+
+
+def epoch_attempts(stack: Stack, exp_id: int) -> list[tuple[int, int]]:
+    """(epoch, attempt that wrote it) for each stored epoch row, read from the database."""
+    engine = create_engine(stack.database_url or f"sqlite:///{stack.data_dir / 'labq.db'}")
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch"),
+                {"i": exp_id})]
+    finally:
+        engine.dispose()
+
+
+def worker_log(stack: Stack) -> str:
+    return "".join(p.read_text(errors="replace") for p in (stack.data_dir / "logs").glob("*.log"))
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """A short lease (dead workers are noticed in seconds), an attempt cap of 2, a SQLite busy
+    timeout of 0.5 s (a held lock makes writes fail, not wait), and the crash hook for CRASHER."""
+    s = Stack(tmp_path_factory.mktemp("faults"), extra_env={
+        "LABQ_LEASE_SECONDS": "6", "LABQ_MAX_ATTEMPTS": "2", "LABQ_SQLITE_BUSY_MS": "500",
+        "LABQ_CANCEL_POLL_SECONDS": "0.5", "LABQ_CANCEL_CHECK_BATCHES": "20",
+        "LABQ_TEST_CRASH_ON_EPOCH": f"{CRASHER}:2"})
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_worker_killed_mid_epoch_resumes_from_checkpoint(faulty):
+    """Guarantees: at-least-once, exactly-once epoch history, resume granularity."""
+    spec = {"name": "killed", "layers": [{"units": 64}], "epochs": 6, "batch_size": 32,
+            "train_samples": 6000, "seed": 1}
+    exp_id = faulty.submit(spec)
+    running = faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 2)
+    pid = int(running["worker"].rpartition(":")[2])
+    time.sleep(0.2)  # into the next epoch
+    os.kill(pid, signal.SIGKILL)
+
+    done = faulty.wait(exp_id, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert done["attempt"] == 2 and done["test"]["accuracy"] is not None
+    rows = epoch_attempts(faulty, exp_id)
+    assert [e for e, _ in rows] == [1, 2, 3, 4, 5, 6]  # every epoch exactly once
+    first = [e for e, a in rows if a == 1]
+    # Resumed after the last checkpoint, not restarted: attempt 2 wrote only the later epochs.
+    assert len(first) >= 2 and first == list(range(1, len(first) + 1))
+    assert {a for e, a in rows if e > len(first)} == {2}
+    assert "resumes after epoch" in worker_log(faulty)
+    hist = httpx.get(f"{faulty.url}/experiments/{exp_id}/history").json()
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5, 6]
+
+
+def test_job_that_kills_its_worker_fails_at_the_attempt_cap(faulty):
+    """Guarantee: a job that keeps killing its worker ends `failed` with the reason."""
+    exp_id = faulty.submit({"name": CRASHER, "layers": [{"units": 16}], "epochs": 3,
+                            "batch_size": 128, "train_samples": 2000})
+    done = faulty.wait(exp_id, timeout=300)
+    assert done["status"] == "failed", done
+    assert "attempt cap 2" in done["error"] and done["attempt"] == 2
+    # Epoch 1 was finished once; epoch 2 killed the worker each time and was never recorded.
+    assert epoch_attempts(faulty, exp_id) == [(1, 1)]
+    # The worker is healthy afterwards.
+    after = faulty.wait(faulty.submit({"layers": [{"units": 16}], "epochs": 1,
+                                       "train_samples": 1000}))
+    assert after["status"] == "succeeded"
+
+
+def test_database_locked_during_writes_is_retried(faulty):
+    """Guarantee: a database locked for a few seconds delays a job, it does not strand it."""
+    exp_id = faulty.submit({"name": "locked", "layers": [{"units": 32}], "epochs": 15,
+                            "batch_size": 64, "train_samples": 3000})
+    faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 1)
+    before = len(epoch_attempts(faulty, exp_id))
+    conn = sqlite3.connect(faulty.data_dir / "labq.db", timeout=10, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    time.sleep(3)  # longer than the 0.5 s busy timeout: the worker's writes fail and retry
+    conn.execute("COMMIT")
+    conn.close()
+    done = faulty.wait(exp_id, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert [e for e, _ in epoch_attempts(faulty, exp_id)] == list(range(1, 16))
+    assert before < 15  # the lock was taken while the job was still training
+    log = worker_log(faulty)
+    assert "database is locked" in log and "Retrying" in log
+
+
+def test_cancel_inside_a_long_epoch(faulty):
+    """Guarantee: cancel latency under one epoch; the finished epochs are kept."""
+    exp_id = faulty.submit({"name": "long-epochs", "layers": [{"units": 64}], "epochs": 50,
+                            "batch_size": 2, "train_samples": 3000})
+    first = faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 1, timeout=300)
+    epoch_seconds = httpx.get(f"{faulty.url}/experiments/{exp_id}/history").json()[0]["seconds"]
+    assert epoch_seconds > 2, "epochs too short to cancel inside one"
+    time.sleep(epoch_seconds / 4)
+    t0 = time.monotonic()
+    r = httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel")
+    assert r.status_code == 202 and r.json()["cancel_requested"]
+    done = faulty.wait(exp_id, timeout=120)
+    latency = time.monotonic() - t0
+    assert done["status"] == "cancelled"
+    assert latency < epoch_seconds, (latency, epoch_seconds)
+    hist = httpx.get(f"{faulty.url}/experiments/{exp_id}/history").json()
+    assert [h["epoch"] for h in hist] == list(range(1, done["epochs_done"] + 1))
+    assert first["epochs_done"] <= done["epochs_done"] < 50
+
+
+def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
+    """POST /experiments/{id}/retry: failed or cancelled only; restarts with a clean history."""
+    exp_id = faulty.submit({"name": "retried", "layers": [{"units": 16}], "epochs": 2,
+                            "batch_size": 128, "train_samples": 1000})
+    assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
+    assert httpx.post(f"{faulty.url}/experiments/999999/retry").status_code == 404
+    # Cancel it (queued or running), then retry.
+    httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel")
+    assert faulty.wait(exp_id)["status"] == "cancelled"
+    r = httpx.post(f"{faulty.url}/experiments/{exp_id}/retry")
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    assert r.json()["epochs_done"] == 0 and not r.json()["cancel_requested"]
+    done = faulty.wait(exp_id)
+    assert done["status"] == "succeeded" and done["attempt"] == 1
+    assert epoch_attempts(faulty, exp_id) == [(1, 1), (2, 1)]
+    assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
+
+
+def test_redelivered_job_trains_once(tmp_path_factory):
+    """Guarantee: no job trains twice at once. Redis redelivers the running job's message after
+    a 2 s visibility timeout; the second worker finds the live lease and leaves."""
+    stack = Stack(tmp_path_factory.mktemp("redeliver"),
+                  extra_env={"LABQ_VISIBILITY_TIMEOUT": "2"})
+    stack.start()
+    second = None
+    try:
+        log = open(stack.data_dir / "logs" / "second-worker.log", "ab")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "labq",
+             "--concurrency", "1", "-n", "second@%h", "--loglevel", "INFO"],
+            cwd=ROOT, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 120
+        while len(httpx.get(f"{stack.url}/health", timeout=5).json()["workers"]) < 2:
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(1)
+        exp_id = stack.submit({"name": "long", "layers": [{"units": 64}], "epochs": 60,
+                               "batch_size": 32, "train_samples": 6000})
+        skipped = f"experiment {exp_id} is not claimable"
+        deadline = time.monotonic() + 120
+        while skipped not in worker_log(stack):
+            assert time.monotonic() < deadline, f"no redelivery seen\n{stack.logs()}"
+            assert stack.get(exp_id)["status"] in ("queued", "running")
+            time.sleep(1)
+        stack.wait(exp_id, until=lambda e: e["epochs_done"] >= 2)
+        httpx.post(f"{stack.url}/experiments/{exp_id}/cancel")
+        done = stack.wait(exp_id, timeout=120)
+        assert done["status"] == "cancelled" and done["attempt"] == 1
+        rows = epoch_attempts(stack, exp_id)
+        assert rows and {a for _, a in rows} == {1}
+        assert [e for e, _ in rows] == list(range(1, len(rows) + 1))
+    finally:
+        if second and second.poll() is None:
+            os.killpg(second.pid, signal.SIGTERM)
+            try:
+                second.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(second.pid, signal.SIGKILL)
+        stack.stop()
+
+
+def _redis(port: int, data_dir) -> subprocess.Popen:
+    proc = subprocess.Popen([str(redis_server_binary()), "--port", str(port), "--bind",
+                             "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
+                             "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.Redis(port=port, socket_connect_timeout=0.2).ping()
+            return proc
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("redis did not start")
+
+
+def test_redis_restarted_mid_job(tmp_path_factory):
+    """Guarantee: a broker that dies and comes back loses nothing: the running job completes,
+    a job submitted while it was down is accepted at once and runs when it is back."""
+    port = free_port()
+    rdir = tmp_path_factory.mktemp("redis-restart")
+    redis_proc = _redis(port, rdir)
+    stack = Stack(tmp_path_factory.mktemp("redis-stack"), redis_url=f"redis://127.0.0.1:{port}/0",
+                  extra_env={"LABQ_LEASE_SECONDS": "6"})
+    stack.start()
+    try:
+        exp_id = stack.submit({"name": "through-restart", "layers": [{"units": 64}],
+                               "epochs": 12, "batch_size": 32, "train_samples": 4000})
+        stack.wait(exp_id, until=lambda e: e["epochs_done"] >= 1)
+        redis_proc.kill()
+        redis_proc.wait()
+        t0 = time.monotonic()
+        r = httpx.post(f"{stack.url}/experiments", json={
+            "name": "while-down", "layers": [{"units": 16}], "epochs": 1, "train_samples": 1000})
+        assert time.monotonic() - t0 < 8  # fails fast instead of hanging
+        assert r.status_code == 202 and "broker unavailable" in r.json()["warning"]
+        while_down = r.json()["id"]
+        time.sleep(2)
+        redis_proc = _redis(port, rdir)
+
+        done = stack.wait(exp_id, timeout=300)
+        assert done["status"] == "succeeded", done
+        assert [e for e, _ in epoch_attempts(stack, exp_id)] == list(range(1, 13))
+        later = stack.wait(while_down, timeout=180)
+        assert later["status"] == "succeeded" and later["attempt"] == 1
+    finally:
+        stack.stop()
+        redis_proc.kill()
+        redis_proc.wait()
