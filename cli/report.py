@@ -113,10 +113,10 @@ def published_table(sec: Section) -> list[str]:
         ref_acc = ref.get("val_accuracy", ref.get("final_val_accuracy"))
         lines.append(" | ".join([
             f"| {c['label']}", f"{c['succeeded']}/{len(c['children'])}", pct(ref_acc),
-            sec.stat(c, "final_val_accuracy").fmt(".2f", 100) + "%",
+            sec.stat(c, "final_val_accuracy").pct(),
             num(ref.get("val_loss")), sec.stat(c, "final_val_loss").fmt(".4f"),
-            sec.stat(c, "train_accuracy").fmt(".2f", 100) + "%",
-            sec.stat(c, "test_accuracy").fmt(".2f", 100) + "%", num(ref.get("seconds"), ".1f"),
+            sec.stat(c, "train_accuracy").pct(),
+            sec.stat(c, "test_accuracy").pct(), num(ref.get("seconds"), ".1f"),
             sec.stat(c, "train_seconds").fmt(".1f"), sec.stat(c, "epochs_run").fmt(".1f")]) + " |")
     return lines
 
@@ -149,6 +149,11 @@ def section_markdown(sec: Section, ctx: dict[int, Section]) -> list[str]:
              f"Sweep #{s['id']}: {len(s['configs'])} configuration(s) x {s['repeats']} repeat(s), "
              f"{s['status']} ({', '.join(f'{n} {k}' for k, n in s['counts'].items())}).", ""]
     lines += published_table(sec) + [""]
+    failed = [c for c in s["children"] if c["status"] == "failed"]
+    if failed:
+        lines += [f"**{len(failed)} run(s) failed**, left out of every number below:", ""]
+        lines += [f"- #{c['id']} {c['label']}: {(c['error'] or '').splitlines()[0][:300]}"
+                  for c in failed] + [""]
     lines += ["### Answers from the data", ""] + answers(sec, ctx) + [""]
     lines += ["### Figures", ""] + figures(sec)
     return lines
@@ -179,7 +184,7 @@ def build_report(base_url: str, out: Path, sections: list[int] | None = None,
         preset = next(p for p in presets if p["section"] == number)
         if number == 11:
             lines += [f"## 11. {preset['title']}", "", preset["description"],
-                      " The figures appear under each section below and above.", ""]
+                      "In this report they appear under each section's *Figures*.", ""]
         elif number in ctx:
             lines += section_markdown(ctx[number], ctx)
         else:

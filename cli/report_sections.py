@@ -26,7 +26,7 @@ def best_by(sec) -> list[str]:
         return ["- No configuration has finished yet."]
     best = ranked[0]
     lines = [f"- Best final validation accuracy: **{best['label']}** at "
-             f"{_acc(sec, best).fmt('.2f', 100)}%."]
+             f"{_acc(sec, best).pct()}."]
     if len(ranked) > 1:
         _, text = compare(_acc(sec, best), _acc(sec, ranked[1]))
         lines.append(f"- Margin over the runner-up ({ranked[1]['label']}): {text}.")
@@ -103,7 +103,7 @@ def s3(sec, ctx):
         t, e = sec.stat(c, "train_seconds"), sec.stat(c, "epochs_run")
         per = t.mean / e.mean if t.mean and e.mean else None
         lines.append(f"| {depth} | {c['label']} | {num(sec.stat(c, 'params').mean, ',.0f')} | "
-                     f"{t.fmt('.1f')} | {num(per, '.2f')} | {_acc(sec, c).fmt('.2f', 100)}% |")
+                     f"{t.fmt('.1f')} | {num(per, '.2f')} | {_acc(sec, c).pct()} |")
     return lines + grad_figure(sec, "Gradient norms by depth (section 3)") + [
         "- A vanishing gradient shows as a first/last ratio far below 1 that falls with depth; "
         "with ReLU the ratio stays near or above 1, so depth alone does not starve the first layers."]
@@ -127,8 +127,8 @@ def s4(sec, ctx):
                 if missed and st.mean is not None:
                     parts[-1] += f" ({missed} run(s) never)"
             reach.append(" / ".join(parts))
-        lines.append(f"| {units} | {_acc(sec, relu).fmt('.2f', 100)}% | "
-                     f"{_acc(sec, sig).fmt('.2f', 100)}% | {text} | {reach[0]} | {reach[1]} |")
+        lines.append(f"| {units} | {_acc(sec, relu).pct()} | "
+                     f"{_acc(sec, sig).pct()} | {text} | {reach[0]} | {reach[1]} |")
     return lines + grad_figure(sec, "Gradient norms: sigmoid vs ReLU (section 4)") + [
         "- Sigmoid's derivative is at most 0.25, so its layers pass back smaller gradients: compare "
         "the first-layer norms above."]
@@ -159,7 +159,7 @@ def _vs_batch128(sec, ctx, what: str) -> list[str]:
         units = c["config"].get("layers.0.units")
         twin = one.find(**{"layers.0.units": units}) if one else None
         t = sec.stat(c, "train_seconds")
-        line = (f"- {c['label']}: {_acc(sec, c).fmt('.2f', 100)}% in {t.fmt('.1f')} s, "
+        line = (f"- {c['label']}: {_acc(sec, c).pct()} in {t.fmt('.1f')} s, "
                 f"{sec.stat(c, 'epochs_run').fmt('.0f')} epochs")
         if twin:
             _, text = compare(_acc(sec, c), _acc(one, twin))
@@ -220,7 +220,7 @@ def s10(sec, ctx):
                        for k in sec.children(c)
                        if k["train_accuracy"] is not None and k["final_val_accuracy"] is not None])
         lines.append(f"| {c['config'].get('layers.1.rate')} | {c['config'].get('layers.0.l2')} | "
-                     f"{tr.fmt('.2f', 100)}% | {va.fmt('.2f', 100)}% | {gap.fmt('+.2f')} pts |")
+                     f"{tr.pct()} | {va.pct()} | {gap.fmt('+.2f')} pts |")
     return lines + ["", "- Training accuracy is measured with dropout active, so a negative gap "
                     "means the regularizers hold the fitted network below what it scores at "
                     "evaluation; larger dropout and L2 widen that gap and lower validation "
@@ -239,14 +239,14 @@ def s12(sec, ctx):
               if good else ranked[0])
     for c in sec.configs:
         mark = " **(chosen)**" if c is chosen else ""
-        lines.append(f"- {c['label']}{mark}: hold-out {sec.stat(c, 'best_val_accuracy').fmt('.2f', 100)}%"
+        lines.append(f"- {c['label']}{mark}: hold-out {sec.stat(c, 'best_val_accuracy').pct()}"
                      f", train {sec.stat(c, 'train_seconds').fmt('.1f')} s over "
                      f"{sec.stat(c, 'epochs_run').fmt('.1f')} epochs; test "
-                     f"{sec.stat(c, 'test_accuracy').fmt('.2f', 100)}%.")
+                     f"{sec.stat(c, 'test_accuracy').pct()}.")
     test = sec.stat(chosen, "test_accuracy")
     verdict = "reaches" if test.mean is not None and test.mean >= 0.985 else "does NOT reach"
     lines.append(f"- Result: {chosen['label']} {verdict} 98.5% on the test set "
-                 f"({test.fmt('.2f', 100)}%), in {sec.stat(chosen, 'train_seconds').fmt('.1f')} s.")
+                 f"({test.pct()}), in {sec.stat(chosen, 'train_seconds').fmt('.1f')} s.")
     ref = sec.preset.get("reference") or []
     if ref:
         pub = ref[0]["published"]

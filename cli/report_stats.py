@@ -38,6 +38,11 @@ class Stat:
         return text
 
 
+    def pct(self, digits: int = 2) -> str:
+        """As a percentage: `97.85 ± 0.12%`, or `-` when not measured."""
+        return "-" if self.mean is None else self.fmt(f".{digits}f", 100) + "%"
+
+
 def pct(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v * 100:.{digits}f}%"
 
