@@ -7,6 +7,8 @@ from fastapi.responses import JSONResponse
 
 from api import auth, errors
 from api.routes import experiments, health
+from api.dashboard import pages as dashboard
+from api.routes import events
 from api.routes import presets, sweeps
 from core.settings import get_settings
 
@@ -30,6 +32,9 @@ def create_app() -> FastAPI:
 
     app.include_router(experiments.router)
     app.include_router(health.router)
+    app.include_router(events.router)
+    app.include_router(dashboard.router)
+    dashboard.mount_static(app)
     app.include_router(sweeps.router)
     app.include_router(presets.router)
     return app

@@ -64,6 +64,7 @@ class ExperimentSummary(BaseModel):
     test_accuracy: float | None
     train_seconds: float | None
     params: int | None
+    queue_position: int | None = None
     url: str
 
 

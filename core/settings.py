@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_job_flops: float = Field(5e14, validation_alias=AliasChoices("LABQ_MAX_JOB_FLOPS"))
     max_sweep_children: int = Field(200, validation_alias=AliasChoices("LABQ_MAX_SWEEP_CHILDREN"))
     max_body_bytes: int = Field(1_000_000, validation_alias=AliasChoices("LABQ_MAX_BODY_BYTES"))
+    # Server-sent-event streams open at once (each polls the database twice a second).
+    max_event_streams: int = Field(32, validation_alias=AliasChoices("LABQ_MAX_EVENT_STREAMS"))
 
     # Worker behaviour.
     lease_seconds: int = Field(120, validation_alias=AliasChoices("LABQ_LEASE_SECONDS"))

@@ -89,13 +89,13 @@ def to_public(session, exp: Experiment) -> ExperimentPublic:
     )
 
 
-def to_summary(exp: Experiment) -> ExperimentSummary:
+def to_summary(exp: Experiment, queue_position: int | None = None) -> ExperimentSummary:
     return ExperimentSummary(
         id=exp.id, name=exp.name, architecture=arch_of(exp.spec),
         status=exp.status, sweep_id=exp.sweep_id, created_at=exp.created_at,
         epochs_done=exp.epochs_done, epochs_total=exp.epochs_total, val_accuracy=exp.val_accuracy,
         test_accuracy=exp.test_accuracy, train_seconds=exp.train_seconds, params=exp.params,
-        url=f"/experiments/{exp.id}")
+        queue_position=queue_position, url=f"/experiments/{exp.id}")
 
 
 @router.post("", status_code=202, response_model=Accepted)
@@ -114,8 +114,9 @@ def list_(session: SessionDep, status: StatusFilter = None,
           offset: Annotated[int, Query(ge=0)] = 0):
     rows, total = repo.list_experiments(session, status=status, name=name, sweep_id=sweep_id,
                                         limit=limit, offset=offset)
-    return ExperimentPage(items=[to_summary(r) for r in rows], total=total, limit=limit,
-                          offset=offset)
+    positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
+    return ExperimentPage(items=[to_summary(r, positions.get(r.id)) for r in rows], total=total,
+                          limit=limit, offset=offset)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)

@@ -1,0 +1,69 @@
+"""Page routes of the dashboard: `/`, `/runs/{id}`, `/compare`, `/submit`, and the static assets.
+
+Each page is a thin shell rendered here; its data comes from the same JSON endpoints that curl users
+have (the scripts in api/static fetch them). Every asset, the chart library included, is served by
+labq itself from api/static, so the dashboard works on an offline machine.
+"""
+
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from core.constants import STATUSES
+from db import repo
+from db.session import session_scope
+
+API_DIR = FilePath(__file__).resolve().parents[1]
+STATIC_DIR = API_DIR / "static"
+TEMPLATES = Jinja2Templates(directory=API_DIR / "templates")
+MAX_COMPARE = 50  # runs overlaid on one compare page
+
+router = APIRouter(include_in_schema=False)
+
+
+def mount_static(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _page(request: Request, template: str, title: str, **context) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, template, {"title": title, "page": template
+                                                          .removesuffix(".html"), **context})
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue_page(request: Request):
+    return _page(request, "queue.html", "Runs", statuses=STATUSES)
+
+
+@router.get("/runs/{experiment_id}", response_class=HTMLResponse)
+def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]):
+    with session_scope() as s:
+        exp = repo.get(s, experiment_id)
+        if exp is None:
+            raise HTTPException(404, f"experiment {experiment_id} not found")
+        name = exp.name
+    return _page(request, "run.html", f"#{experiment_id} {name}", experiment_id=experiment_id,
+                 name=name)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request,
+                 ids: Annotated[str | None, Query(max_length=1000, pattern=r"^\d+(,\d+)*$",
+                                                  description="comma-separated run ids")] = None,
+                 sweep: Annotated[int | None, Query(ge=1)] = None):
+    run_ids = list(dict.fromkeys(int(i) for i in ids.split(","))) if ids else []
+    if len(run_ids) > MAX_COMPARE:
+        raise RequestValidationError([{"loc": ("query", "ids"), "type": "too_long",
+                                       "msg": f"at most {MAX_COMPARE} runs can be compared"}])
+    return _page(request, "compare.html", "Compare", ids=run_ids, sweep=sweep,
+                 max_compare=MAX_COMPARE)
+
+
+@router.get("/submit", response_class=HTMLResponse)
+def submit_page(request: Request, from_: Annotated[int | None, Query(alias="from", ge=1)] = None):
+    return _page(request, "submit.html", "Submit", from_id=from_)

@@ -1,0 +1,228 @@
+"""Server-sent events: live changes of the whole queue (`GET /events`) and of one run
+(`GET /experiments/{id}/events`), for the dashboard and for anyone with `curl -N`.
+
+The database is the source of truth (workers write to it, not to the API), so each stream polls it
+from the API process every POLL_SECONDS. A queue stream first reads one aggregate over the
+experiments table; only when that changed does it read the rows that can have changed (running
+ones, ones that left the queue or the running set, new ones) and it sends those whose visible state
+differs from what it sent before. Streams are bounded: at most `max_event_streams` at once per API
+process (503 beyond), each ends after MAX_STREAM_SECONDS (an EventSource reconnects by itself), at
+most MAX_ROWS_PER_TICK rows per poll, and a client that goes away cancels its generator at its next
+await, which releases its slot.
+
+Events of `/events`: `hello`, `queue` ({"queued", "running", "total"}), `experiment` (the
+ExperimentSummary of GET /experiments). Events of `/experiments/{id}/events`: `experiment` (the
+ExperimentPublic of GET /experiments/{id}), `history` (every epoch row, on connect and when a new
+attempt starts), `epoch` (one new epoch row), `end` (the run finished; the stream closes).
+"""
+
+import asyncio
+import json
+import time
+from contextlib import contextmanager
+from typing import AsyncIterator
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
+from fastapi.sse import ServerSentEvent, format_sse_event
+from sqlalchemy import case, func, select
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import SettingsDep
+from api.routes.experiments import to_public, to_summary
+from api.schemas import EpochPublic
+from core.constants import FINISHED, QUEUED, RUNNING
+from db import repo
+from db.models import EpochRow, Experiment
+from db.session import session_scope
+
+POLL_SECONDS = 0.5
+MAX_STREAM_SECONDS = 600
+MAX_ROWS_PER_TICK = 200
+RETRY_MS = 2000
+KEEPALIVE_SECONDS = 15
+
+router = APIRouter(tags=["events"])
+_open_streams = 0
+
+
+def stream_slot(settings: SettingsDep) -> None:
+    """Refuse a stream up front (before any byte is sent) when this process serves enough."""
+    if _open_streams >= settings.max_event_streams:
+        raise HTTPException(503, f"too many event streams open ({settings.max_event_streams}); "
+                                 "poll GET /experiments instead")
+
+
+@contextmanager
+def _counted():
+    global _open_streams
+    _open_streams += 1
+    try:
+        yield
+    finally:
+        _open_streams -= 1
+
+
+class QueueWatch:
+    """What one queue stream has seen, and the poll that finds what changed since."""
+
+    def __init__(self):
+        self.signature: tuple | None = None
+        self.started = False
+        self.done = False  # a queue stream ends only by time or by disconnect
+        self.queued: set[int] = set()
+        self.running: set[int] = set()
+        self.max_id = 0
+        self.sent: dict[int, tuple] = {}  # id -> fingerprint last sent (unfinished rows only)
+
+    def poll(self) -> list[ServerSentEvent]:
+        with session_scope() as s:
+            signature = tuple(s.execute(select(
+                func.count(), func.coalesce(func.max(Experiment.id), 0),
+                func.coalesce(func.sum(Experiment.epochs_done), 0),
+                func.count(Experiment.started_at), func.count(Experiment.finished_at),
+                func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
+                func.coalesce(func.sum(Experiment.attempt), 0),
+                func.coalesce(func.sum(case((Experiment.status == RUNNING, 1), else_=0)), 0),
+            )).one())
+            if signature == self.signature:
+                return []
+            first, self.started = not self.started, True
+            queued = set(s.scalars(select(Experiment.id).where(Experiment.status == QUEUED)))
+            running = set(s.scalars(select(Experiment.id).where(Experiment.status == RUNNING)))
+            events = [ServerSentEvent(event="queue", data={
+                "queued": len(queued), "running": len(running), "total": signature[0]})]
+            if first:
+                self.max_id = signature[1]
+                candidates: set[int] = set()
+            else:
+                candidates = running | (self.queued - queued) | (self.running - running)
+            new_ids = list(s.scalars(select(Experiment.id).where(Experiment.id > self.max_id)
+                                     .order_by(Experiment.id).limit(MAX_ROWS_PER_TICK)))
+            candidates |= set(new_ids)
+            picked = sorted(candidates)[:MAX_ROWS_PER_TICK]
+            more = len(candidates) > len(picked) or len(new_ids) == MAX_ROWS_PER_TICK
+            rows = list(s.scalars(select(Experiment).where(Experiment.id.in_(picked)))) \
+                if picked else []
+            positions = repo.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
+            for row in rows:
+                mark = (row.status, row.epochs_done, row.attempt, row.cancel_requested,
+                        row.val_accuracy, row.train_seconds)
+                if self.sent.get(row.id) != mark:
+                    events.append(ServerSentEvent(event="experiment", id=str(row.id),
+                                                  data=to_summary(row, positions.get(row.id))))
+                if row.status in FINISHED:
+                    self.sent.pop(row.id, None)
+                else:
+                    self.sent[row.id] = mark
+            for gone in set(self.sent) - queued - running:
+                self.sent.pop(gone, None)
+            self.queued, self.running = queued, running
+            self.max_id = max([self.max_id, *new_ids])
+            # Rows left for the next tick: a signature that matches nothing makes it read them.
+            self.signature = ("more",) if more else signature
+            return events
+
+
+class RunWatch:
+    """What one run's stream has sent: its visible state and the epochs it has delivered."""
+
+    def __init__(self, experiment_id: int):
+        self.id = experiment_id
+        self.mark: tuple | None = None
+        self.attempt: int | None = None
+        self.epoch = 0
+        self.done = False
+
+    def poll(self) -> list[ServerSentEvent]:
+        with session_scope() as s:
+            exp = repo.get(s, self.id)
+            if exp is None:  # deleted while watched
+                self.done = True
+                return [ServerSentEvent(event="end", data={"id": self.id, "status": None})]
+            public = to_public(s, exp)
+            events: list[ServerSentEvent] = []
+            mark = (exp.status, exp.epochs_done, exp.attempt, exp.cancel_requested,
+                    exp.finished_at, exp.train_seconds, exp.test_accuracy, exp.error,
+                    public.queue_position)
+            if mark != self.mark:
+                self.mark = mark
+                events.append(ServerSentEvent(event="experiment", data=public))
+            query = select(EpochRow).where(EpochRow.experiment_id == self.id)
+            if exp.attempt != self.attempt:
+                self.attempt = exp.attempt
+                rows = list(s.scalars(query.order_by(EpochRow.epoch)))
+                events.append(ServerSentEvent(event="history", data=[
+                    EpochPublic.model_validate(r, from_attributes=True) for r in rows]))
+                self.epoch = 0
+            else:
+                rows = list(s.scalars(query.where(EpochRow.epoch > self.epoch)
+                                      .order_by(EpochRow.epoch).limit(MAX_ROWS_PER_TICK)))
+                events += [ServerSentEvent(event="epoch", id=str(r.epoch),
+                                           data=EpochPublic.model_validate(r, from_attributes=True))
+                           for r in rows]
+            if rows:
+                self.epoch = rows[-1].epoch
+            if exp.status in FINISHED:
+                self.done = True
+                events.append(ServerSentEvent(event="end",
+                                              data={"id": self.id, "status": exp.status}))
+            return events
+
+
+def encode(event: ServerSentEvent) -> bytes:
+    """The wire form of one event; its data is always JSON."""
+    data = None
+    if event.data is not None:
+        data = json.dumps(jsonable_encoder(event.data), separators=(",", ":"))
+    return format_sse_event(data_str=data, event=event.event, id=event.id, retry=event.retry)
+
+
+async def _stream(request: Request, watch) -> AsyncIterator[bytes]:
+    """Poll, send what changed, sleep; until the client leaves, the watch is done or the stream
+    has lived MAX_STREAM_SECONDS. A disconnect is noticed here at the next tick (and Starlette
+    cancels this generator as soon as it sees one), so the place is freed within a poll."""
+    with _counted():
+        yield encode(ServerSentEvent(event="hello", data={"poll_seconds": POLL_SECONDS},
+                                     retry=RETRY_MS))
+        started = last_sent = time.monotonic()
+        while time.monotonic() - started < MAX_STREAM_SECONDS and not watch.done:
+            if await request.is_disconnected():
+                return
+            events = await run_in_threadpool(watch.poll)
+            for event in events:
+                yield encode(event)
+            if events:
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _response(request: Request, watch) -> StreamingResponse:
+    return StreamingResponse(_stream(request, watch), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def run_exists(experiment_id: int = Path(ge=1)) -> int:
+    with session_scope() as s:
+        if repo.get(s, experiment_id) is None:
+            raise HTTPException(404, f"experiment {experiment_id} not found")
+    return experiment_id
+
+
+@router.get("/events", dependencies=[Depends(stream_slot)],
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def queue_events(request: Request) -> StreamingResponse:
+    """Changes of every experiment, as they reach the database (see the module docstring)."""
+    return _response(request, QueueWatch())
+
+
+@router.get("/experiments/{experiment_id}/events", dependencies=[Depends(stream_slot)],
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def run_events(request: Request, experiment_id: int = Depends(run_exists)
+                     ) -> StreamingResponse:
+    """One run's state and epochs as they are written; ends when the run has finished."""
+    return _response(request, RunWatch(experiment_id))

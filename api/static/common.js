@@ -1,0 +1,114 @@
+/* Shared helpers of the labq pages: JSON calls to the public API, formatting, live streams. */
+"use strict";
+
+const labq = (() => {
+  const TOKEN_KEY = "labq.token";
+
+  function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
+  function setToken(value) {
+    if (value) localStorage.setItem(TOKEN_KEY, value); else localStorage.removeItem(TOKEN_KEY);
+  }
+
+  /** fetch() a JSON endpoint; resolves to the parsed body, rejects with {status, body}. */
+  async function api(path, options = {}) {
+    const headers = { Accept: "application/json", ...(options.headers || {}) };
+    if (options.json !== undefined) headers["Content-Type"] = "application/json";
+    if (token()) headers.Authorization = "Bearer " + token();
+    const response = await fetch(path, {
+      method: options.method || (options.json !== undefined ? "POST" : "GET"),
+      headers, body: options.json !== undefined ? JSON.stringify(options.json) : undefined,
+    });
+    let body = null;
+    const text = await response.text();
+    try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
+    if (!response.ok) throw { status: response.status, body };
+    return body;
+  }
+
+  /** The human sentence of an API error body ({message}, {detail: str} or {detail: [...]}). */
+  function errorText(err) {
+    const body = err && err.body;
+    if (body && typeof body === "object") {
+      if (body.message) return body.message;
+      if (typeof body.detail === "string") return body.detail;
+      if (Array.isArray(body.detail)) return body.detail.map(d => `${d.field}: ${d.msg}`).join("; ");
+    }
+    if (err && err.status === 401) return "this server needs an API token (set it on the Submit page)";
+    return err && err.status ? `HTTP ${err.status}` : String(err);
+  }
+
+  const esc = s => String(s ?? "").replace(/[&<>"']/g,
+    c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  const num = (v, digits = 0) => v == null ? "–" :
+    Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const pct = v => v == null ? "–" : (100 * v).toFixed(2) + "%";
+  const secs = v => v == null ? "–" : v < 100 ? v.toFixed(1) + " s" :
+    v < 3600 ? (v / 60).toFixed(1) + " min" : (v / 3600).toFixed(2) + " h";
+  const loss = v => v == null ? "–" : Number(v).toFixed(4);
+
+  function when(iso) {
+    if (!iso) return "–";
+    const d = new Date(iso), ago = (Date.now() - d.getTime()) / 1000;
+    if (ago < 60) return "just now";
+    if (ago < 3600) return Math.floor(ago / 60) + " min ago";
+    if (ago < 86400) return Math.floor(ago / 3600) + " h ago";
+    return d.toISOString().slice(0, 16).replace("T", " ");
+  }
+
+  const badge = status => `<span class="status ${esc(status)}">${esc(status)}</span>`;
+
+  function progress(done, total, status, big) {
+    const share = total ? Math.min(1, done / total) : 0;
+    return `<span class="progress${big ? " big" : ""}"><span class="bar ${esc(status)}">` +
+      `<span style="width:${(share * 100).toFixed(1)}%"></span></span>` +
+      `<span class="small muted">${done}/${total}</span></span>`;
+  }
+
+  /**
+   * Follow a server-sent-event stream; while it is down, call `poll` every `pollMs` instead.
+   * `handlers` maps event names to functions of the parsed data. Returns {close()}.
+   */
+  function live(url, handlers, poll, pollMs = 3000, onState = () => {}) {
+    let source = null, timer = null, closed = false;
+    const startPolling = () => {
+      if (timer || closed || !poll) return;
+      onState("polling");
+      timer = setInterval(poll, pollMs);
+      poll();
+    };
+    const stopPolling = () => { if (timer) { clearInterval(timer); timer = null; } };
+    if (!("EventSource" in window)) { startPolling(); return { close() { closed = true; stopPolling(); } }; }
+    source = new EventSource(url);
+    source.onopen = () => { stopPolling(); onState("live"); };
+    source.onerror = () => { if (!closed) startPolling(); };
+    for (const [name, fn] of Object.entries(handlers)) {
+      source.addEventListener(name, ev => fn(JSON.parse(ev.data)));
+    }
+    return {
+      close() { closed = true; stopPolling(); source.close(); onState("closed"); },
+    };
+  }
+
+  async function refreshHealth() {
+    const el = document.getElementById("health");
+    if (!el) return;
+    try {
+      const h = await fetch("/health").then(r => r.json());
+      const n = (h.workers || []).length;
+      el.className = "pill " + (h.status === "ok" && n ? "ok" : "bad");
+      el.innerHTML = `<span class="dot"></span>${h.status === "ok" ? `${n} worker${n === 1 ? "" : "s"}` :
+        "degraded"}`;
+      el.title = `database: ${h.database} · broker: ${h.broker}`;
+    } catch (e) {
+      el.className = "pill bad"; el.textContent = "API unreachable";
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    // After the first paint: the health check pings the workers and may take a moment.
+    setTimeout(refreshHealth, 300);
+    setInterval(refreshHealth, 15000);
+  });
+
+  return { api, errorText, esc, num, pct, secs, loss, when, badge, progress, live, token, setToken };
+})();
