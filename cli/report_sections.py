@@ -228,7 +228,10 @@ def s10(sec, ctx):
 
 
 def s12(sec, ctx):
-    lines = ["Selection uses only the hold-out (the last 5,000 training images): the chosen "
+    validation = sec.sweep["base"].get("validation")
+    holdout = validation.get("holdout") if isinstance(validation, dict) else None
+    where = f"the last {holdout:,} training images" if holdout else "the test set (no hold-out!)"
+    lines = [f"Selection uses only the hold-out ({where}): the chosen "
              "configuration is the fastest whose mean best hold-out accuracy reaches 98.5%, else "
              "the most accurate one. Its test accuracy is then read once.", ""]
     ranked = _ranked(sec, "best_val_accuracy")
