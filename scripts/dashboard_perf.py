@@ -5,7 +5,7 @@ with SQLAlchemy (a realistic mix: finished with metrics, failed, cancelled, runn
 `labq api` on a free port (no broker or worker needed to read), then loads `/` several times in a
 fresh browser context each and reads the browser's own paint timings:
 
-    .venv/bin/python scripts/dashboard_perf.py [--runs 10000] [--loads 7]
+    .venv/bin/python scripts/dashboard_perf.py [--runs 10000] [--loads 7] [--screenshot PNG]
 
 Reported per load: first-contentful-paint, and `rows` = the moment the first page of runs (read from
 GET /experiments) is in the table (a performance.mark set by queue.js). Chromium is Debian's
@@ -71,9 +71,15 @@ def fill_database(n: int) -> None:
             s.execute(insert(Experiment), rows[k:k + 2000])
 
 
-def measure(url: str, loads: int) -> list[dict]:
+def measure(url: str, loads: int, screenshot: str | None = None) -> list[dict]:
     out = []
     with launch() as browser:
+        if screenshot:
+            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            page.goto(url + "/")
+            page.wait_for_selector("#live.ok")
+            page.screenshot(path=screenshot)
+            page.close()
         for _ in range(loads):
             context = browser.new_context()
             page = context.new_page()
@@ -97,6 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--loads", type=int, default=7)
+    ap.add_argument("--screenshot", help="also save a picture of / to this PNG path")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="labq-perf-") as tmp:
         env = {**os.environ, "LABQ_DATA_DIR": tmp, "LABQ_PORT": str(free_port()),
@@ -126,7 +133,7 @@ def main() -> None:
                 api_ms.append((time.perf_counter() - t) * 1000)
             print(f"GET /experiments?limit=50 over {total} runs: median "
                   f"{statistics.median(api_ms):.1f} ms")
-            results = measure(url, args.loads)
+            results = measure(url, args.loads, args.screenshot)
         finally:
             api.terminate()
             api.wait(10)

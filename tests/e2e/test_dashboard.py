@@ -8,6 +8,7 @@ own page, the comparison of the two, and a form submission the API refuses.
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import Recorder
 
@@ -75,10 +76,19 @@ def watched(stack, browser, shots):
     first = submit_form(form)
     fill_form(form, "e2e-second", units=32, epochs=3)
     second = submit_form(form)
+    try:  # a picture of the queue at work, for the docs; the assertions come below
+        runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.running', timeout=20_000)
+        runs.wait_for_selector(f'#rows tr[data-id="{second}"] .status.queued', timeout=1_000)
+        runs.wait_for_selector("#health.ok", timeout=5_000)
+        runs.screenshot(path=shots / "dashboard-runs-live.png")
+    except PlaywrightTimeout:
+        pass
 
     row = f'#rows tr[data-id="{second}"]'
     runs.wait_for_selector(f'{row} .status.succeeded', timeout=240_000)
     runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.succeeded', timeout=60_000)
+    runs.wait_for_selector("#health.ok")  # the header found the worker through GET /health
+    assert "1 worker" in runs.inner_text("#health")
     runs.screenshot(path=shots / "dashboard-runs.png")
     result = {
         "first": first, "second": second,
@@ -130,6 +140,7 @@ def test_run_page_shows_curves_filters_and_layers(watched, stack, recorder, shot
             assert "(" + ", ".join(map(str, layer["kernel_shape"])) + ")" in layers
     assert f"{exp['params']:,}" in page.inner_text("#metrics")
     assert "succeeded" in page.inner_text("#status")
+    page.wait_for_selector("#health.ok")
     page.screenshot(path=shots / "dashboard-run.png", full_page=True)
     recorder.check()
 
@@ -142,6 +153,9 @@ def test_run_page_in_dark_mode(watched, stack, browser, shots):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     channels = [int(c) for c in background[background.index("(") + 1:-1].split(",")[:3]]
     assert max(channels) < 80, background  # the dark palette applies
+    img = page.wait_for_selector("#filters img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img)
+    page.wait_for_selector("#health.ok")
     page.screenshot(path=shots / "dashboard-run-dark.png", full_page=True)
     rec.check()
     rec.context.close()
@@ -186,6 +200,7 @@ def test_compare_two_runs_from_the_runs_page(watched, stack, recorder, shots):
         marked = page.locator(f'#rows td.best[data-col="{col}"]')
         assert marked.count() == 1, col
         assert marked.evaluate("td => td.closest('tr').dataset.id") == str(winner), col
+    page.wait_for_selector("#health.ok")
     page.screenshot(path=shots / "dashboard-compare.png", full_page=True)
 
     page.goto(f"{stack.url}/compare?ids={second},{first}")  # the same view, by its address
@@ -213,7 +228,36 @@ def test_refused_submission_shows_the_api_message_by_the_field(stack, recorder, 
         assert shown.inner_text() == detail["msg"]
     assert {d["field"] for d in body["detail"]} >= {"layers.0.units", "optimizer.learning_rate"}
     assert "invalid" in page.get_attribute('[data-field="layers.0.units"]', "class")
+    page.wait_for_selector("#health.ok")
     page.screenshot(path=shots / "dashboard-submit.png", full_page=True)
     after = httpx.get(f"{stack.url}/experiments", params={"limit": 1}).json()["total"]
     assert after == before  # nothing stored
+    recorder.check()
+
+
+def test_sweep_filter_and_sweep_compare(stack, recorder):
+    r = httpx.post(f"{stack.url}/sweeps", json={
+        "name": "e2e-sweep", "grid": {"layers.0.units": [16, 24]},
+        "base": {"layers": [{"units": 8}], "epochs": 1, "train_samples": 1000}})
+    assert r.status_code == 202, r.text
+    sweep = r.json()
+    httpx.post(f"{stack.url}/sweeps/{sweep['id']}/cancel")  # no need to train them here
+    children = sorted(sweep["children"])
+    assert len(children) == 2
+
+    page = recorder.page()
+    page.goto(stack.url + "/")
+    page.wait_for_selector("#f-sweep-wrap:not(.hidden)")  # shown because GET /sweeps answers
+    page.select_option("#f-sweep", str(sweep["id"]))
+    page.wait_for_function("n => document.querySelectorAll('#rows tr[data-id]').length === n",
+                           arg=len(children))
+    shown = page.eval_on_selector_all("#rows tr[data-id]", "trs => trs.map(t => +t.dataset.id)")
+    assert sorted(shown) == children
+    assert f"sweep_id={sweep['id']}" in page.url  # the filtered view is linkable
+
+    page.goto(f"{stack.url}/compare?sweep={sweep['id']}")
+    page.wait_for_selector("#rows tr[data-id]")
+    ids = page.eval_on_selector_all("#rows tr[data-id]", "trs => trs.map(t => +t.dataset.id)")
+    assert sorted(ids) == children
+    assert f"sweep #{sweep['id']}" in page.inner_text("#what")
     recorder.check()
