@@ -2,7 +2,7 @@
 
 from typing import Annotated, Iterator
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Path
 from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
@@ -27,7 +27,12 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_experiment(experiment_id: int, session: SessionDep) -> Experiment:
+# Ids are 64-bit in every database labq supports: a larger number is a 422, not a driver error.
+MAX_ID = 2**63 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def get_experiment(experiment_id: IdPath, session: SessionDep) -> Experiment:
     exp = repo.get(session, experiment_id)
     if exp is None:
         raise HTTPException(404, f"experiment {experiment_id} not found")

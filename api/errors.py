@@ -5,6 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("labq.api")
@@ -29,6 +30,13 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"detail": detail, "message": message}, status_code=422)
 
 
+async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A number the database cannot hold (a route without a bound on it): the client's fault."""
+    msg = "a value in the request is out of range for the database (ids are 64-bit)"
+    return JSONResponse({"detail": [{"field": "query", "msg": msg, "type": "out_of_range",
+                                     "loc": []}], "message": msg}, status_code=422)
+
+
 async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
@@ -36,4 +44,6 @@ async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(OverflowError, out_of_range)
+    app.add_exception_handler(DataError, out_of_range)
     app.add_exception_handler(Exception, unhandled_error)

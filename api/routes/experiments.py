@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import func, select
 
-from api.deps import ExperimentDep, SessionDep, SettingsDep
+from api.deps import MAX_ID, ExperimentDep, SessionDep, SettingsDep
 from api.schemas import (Accepted, EpochPublic, ExperimentPage, ExperimentPublic,
                          ExperimentSummary, Metrics)
 from core import figures
@@ -109,9 +109,9 @@ def create(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, res
 @router.get("", response_model=ExperimentPage)
 def list_(session: SessionDep, status: StatusFilter = None,
           name: Annotated[str | None, Query(max_length=200)] = None,
-          sweep_id: Annotated[int | None, Query(ge=1)] = None,
+          sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
           limit: Annotated[int, Query(ge=1, le=500)] = 50,
-          offset: Annotated[int, Query(ge=0)] = 0):
+          offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
     rows, total = repo.list_experiments(session, status=status, name=name, sweep_id=sweep_id,
                                         limit=limit, offset=offset)
     positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
@@ -171,8 +171,5 @@ def retry(exp: ExperimentDep, session: SessionDep):
                                  "experiments can be retried")
     session.commit()
     session.refresh(exp)
-    try:
-        enqueue(exp.id)
-    except Exception as exc:
-        log.warning("broker unavailable for experiment %s: %s", exp.id, exc)
+    enqueue_stored([exp.id])
     return to_public(session, exp)

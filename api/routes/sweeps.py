@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
 from api.routes.experiments import enqueue_stored
 from api.sweep_schemas import (METRICS, SweepAccepted, SweepPublic, SweepSummary, child_row,
                                public, summary)
@@ -44,7 +44,7 @@ def queue_sweep(session: Session, settings: Settings, spec: SweepSpec, response:
                          url=f"/sweeps/{sweep.id}", warning=warning)
 
 
-def get_sweep(sweep_id: int, session: SessionDep) -> Sweep:
+def get_sweep(sweep_id: IdPath, session: SessionDep) -> Sweep:
     sweep = db_sweeps.get_sweep(session, sweep_id)
     if sweep is None:
         raise HTTPException(404, f"sweep {sweep_id} not found")
@@ -69,7 +69,7 @@ def create(spec: SweepSpec, session: SessionDep, settings: SettingsDep, response
 def list_(session: SessionDep, response: Response,
           preset: Annotated[str | None, Query(max_length=100)] = None,
           limit: Annotated[int, Query(ge=1, le=500)] = 50,
-          offset: Annotated[int, Query(ge=0)] = 0):
+          offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
     rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
     counts = db_sweeps.status_counts(session, [s.id for s in rows])
     response.headers["X-Total-Count"] = str(total)
