@@ -1,0 +1,106 @@
+"""The reaper against a real Redis and SQLite, in-process: a queued job whose message the broker lost
+is sent again, once per loss, not on every pass; a worker start sends every queued job once; an
+expired lease is requeued once, and failed at the attempt cap."""
+
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import update
+
+from cli.stack import redis_server_binary
+from core.constants import FAILED, QUEUE, QUEUED, RUNNING
+from core.spec import ExperimentSpec
+from tests.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+SPEC = ExperimentSpec(layers=[{"units": 8}], epochs=1, train_samples=1000)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Settings, engine and broker clients pointed at a fresh SQLite file and Redis server."""
+    port = free_port()
+    proc = subprocess.Popen([str(redis_server_binary()), "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    monkeypatch.setenv("LABQ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LABQ_REDIS_PORT", str(port))
+    monkeypatch.setenv("LABQ_MAX_ATTEMPTS", "2")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    from core import queue, settings
+    from db import session
+
+    caches = [settings.get_settings, session.get_engine, session.get_sessionmaker,
+              queue.producer, queue._redis]
+
+    def clear():
+        for fn in caches:
+            fn.cache_clear()
+
+    clear()
+    from db.migrate import upgrade
+
+    upgrade()
+    yield client
+    session.get_engine().dispose()
+    clear()
+    proc.terminate()
+    proc.wait(10)
+
+
+def make_job(status=QUEUED, age: float = 60, **values) -> int:
+    from db import repo
+    from db.models import Experiment, utcnow
+    from db.session import session_scope
+
+    with session_scope() as s:
+        exp = repo.create_experiment(s, SPEC)
+        s.execute(update(Experiment).where(Experiment.id == exp.id).values(
+            status=status, created_at=utcnow() - timedelta(seconds=age), **values))
+        return exp.id
+
+
+def test_lost_queued_job_is_resent_once_per_loss(env):
+    from worker.reaper import reap
+
+    lost = make_job()
+    fresh = make_job(age=0)  # just submitted: the API is sending it
+    assert reap() == [lost]
+    assert env.llen(QUEUE) == 1
+    for _ in range(3):  # later passes see the message is in the broker: no copies
+        assert reap() == []
+    assert env.llen(QUEUE) == 1
+    env.flushall()  # the broker loses everything (a Redis without persistence restarts)
+    assert reap() == [lost]
+    assert env.llen(QUEUE) == 1
+    # A worker start re-sends every queued job once, fresh or not.
+    assert sorted(reap(requeue_queued=True)) == sorted([lost, fresh])
+
+
+def test_expired_lease_is_requeued_once_then_fails_at_the_cap(env):
+    from db import repo
+    from db.models import utcnow
+    from db.session import session_scope
+    from worker.reaper import reap
+
+    expired = dict(lease_expires_at=utcnow() - timedelta(seconds=5), worker="elsewhere:1")
+    job = make_job(status=RUNNING, attempt=1, **expired)
+    capped = make_job(status=RUNNING, attempt=2, **expired)
+    assert reap() == [job]
+    assert reap() == []  # its message is waiting in the broker
+    with session_scope() as s:
+        assert repo.get(s, job).status == RUNNING  # the claim, not the reaper, takes it over
+        failed = repo.get(s, capped)
+        assert failed.status == FAILED and "attempt cap 2" in failed.error
