@@ -117,7 +117,6 @@ def test_xla_and_plain_steps_agree(mnist, monkeypatch):
     plain, _ = run(s, mnist)
     assert abs(jit.epochs[0].val_accuracy - plain.epochs[0].val_accuracy) < 0.05
     monkeypatch.setenv("LABQ_JIT", "auto")
-    assert use_jit(spec(batch_size=1, train_samples=6000, epochs=1))
     assert not use_jit(spec(batch_size=10000, train_samples=60000, epochs=5))
 
 
