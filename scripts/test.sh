@@ -8,6 +8,11 @@ if pg_env=$(bash scripts/postgres.sh start); then
 else
   echo "WARNING: PostgreSQL unavailable; the postgres leg will be skipped" >&2
 fi
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium from the system's packages..." >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
+fi
 .venv/bin/python -m pytest "$@"
 status=$?
 bash scripts/postgres.sh stop || true
