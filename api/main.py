@@ -4,6 +4,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from api import auth, errors
 from api.routes import experiments, health
@@ -17,8 +18,9 @@ log = logging.getLogger("labq.api")
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="labq", version="0.1.0",
-                  description="A job queue for Keras experiments on MNIST.")
+    # /docs and /redoc with their assets served by labq itself: no CDN, works offline.
+    app = FastAPIOffline(title="labq", version="0.1.0",
+                         description="A job queue for Keras experiments on MNIST.")
     errors.install(app)
     auth.install(app, settings)
 
