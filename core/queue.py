@@ -8,6 +8,7 @@ message is harmless; `enqueue` still bounds duplicates with a marker key per sen
 loses the marker too, and the reaper sends the job again.
 """
 
+import logging
 from functools import lru_cache
 
 import redis
@@ -15,6 +16,8 @@ from celery import Celery
 
 from core.constants import QUEUE, TRAIN_TASK
 from core.settings import Settings, get_settings
+
+log = logging.getLogger("labq.queue")
 
 SENT_KEY = "labq:sent:{}"
 # A send to a broker that is down fails within about a second: the job stays queued in SQL.
@@ -25,6 +28,10 @@ def make_celery(producer_only: bool = False) -> Celery:
     """The worker reconnects to a Redis that went away for as long as it takes; a producer
     (the API) gives up at once, because it must answer its HTTP request."""
     settings = get_settings()
+    if not producer_only and settings.visibility_timeout <= time_limits(None, settings)[1]:
+        log.warning("LABQ_VISIBILITY_TIMEOUT (%s s) is not longer than the longest job's hard time "
+                    "limit: Redis will hand long jobs to a second worker, which will find the "
+                    "lease and leave (harmless, but wasteful)", settings.visibility_timeout)
     app = Celery("labq", broker=settings.broker_url)
     app.conf.update(
         task_serializer="json",

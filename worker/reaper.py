@@ -12,6 +12,8 @@ import os
 import socket
 from datetime import timedelta
 
+import redis
+
 from core.constants import FAILED
 from core.queue import enqueue, unsent
 from core.settings import get_settings
@@ -43,11 +45,14 @@ def reap(requeue_queued: bool = False) -> list[int]:
             queued = repo.queued_ids(session)
         else:
             queued = repo.queued_ids(session, older_than=QUEUED_GRACE_SECONDS)
-        flops = {i: _flops(repo.get(session, i).spec) for i in [*candidates, *queued]}
-    if requeue_queued:
-        requeue = unsent(candidates) + [i for i in queued if i not in candidates]
-    else:
-        requeue = unsent(candidates + [i for i in queued if i not in candidates])
+        queued = [i for i in queued if i not in candidates]
+    try:  # the database part above is committed even when Redis is away
+        requeue = unsent(candidates) + queued if requeue_queued else unsent(candidates + queued)
+    except redis.RedisError as exc:
+        log.warning("broker unavailable, nothing re-sent this pass: %s", exc)
+        return []
+    with session_scope() as session:
+        flops = {i: _flops(repo.get(session, i).spec) for i in requeue}
     for exp_id in requeue:
         enqueue(exp_id, flops[exp_id])
     if requeue:
