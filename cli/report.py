@@ -107,7 +107,7 @@ def published_table(sec: Section) -> list[str]:
     """Published beside measured, per configuration (mean ± std over repeats)."""
     lines = ["| configuration | runs | published val acc | measured val acc | published val loss "
              "| measured val loss | train acc | test acc | published s | measured train s "
-             "| epochs |", "|" + "---|" * 11]
+             "| epochs | measured - published |", "|" + "---|" * 12]
     for c in sec.configs:
         ref = match_reference(c["config"], sec.preset.get("reference", [])) or {}
         ref_acc = ref.get("val_accuracy", ref.get("final_val_accuracy"))
@@ -117,8 +117,21 @@ def published_table(sec: Section) -> list[str]:
             num(ref.get("val_loss")), sec.stat(c, "final_val_loss").fmt(".4f"),
             sec.stat(c, "train_accuracy").pct(),
             sec.stat(c, "test_accuracy").pct(), num(ref.get("seconds"), ".1f"),
-            sec.stat(c, "train_seconds").fmt(".1f"), sec.stat(c, "epochs_run").fmt(".1f")]) + " |")
+            sec.stat(c, "train_seconds").fmt(".1f"), sec.stat(c, "epochs_run").fmt(".1f"),
+            versus_published(sec.stat(c, "final_val_accuracy"), ref_acc)]) + " |")
     return lines
+
+
+def versus_published(measured: Stat, published: float | None) -> str:
+    """Measured minus published accuracy, and whether the published figure lies within two
+    run-to-run standard deviations of the measured mean (needs two or more repeats)."""
+    if measured.mean is None or published is None:
+        return "-"
+    diff = (measured.mean - published) * 100
+    if measured.std is None:
+        return f"{diff:+.2f} pts"
+    within = abs(diff) <= 2 * measured.std * 100
+    return f"{diff:+.2f} pts ({'within' if within else 'OUTSIDE'} 2 std of the runs)"
 
 
 def figures(sec: Section) -> list[str]:
