@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Cancel and lost-lease checks inside long epochs.
     cancel_poll_seconds: float = Field(2.0, gt=0, validation_alias=AliasChoices("LABQ_CANCEL_POLL_SECONDS"))
     cancel_check_batches: int = Field(50, ge=1, validation_alias=AliasChoices("LABQ_CANCEL_CHECK_BATCHES"))
+    # Largest share of training time spent saving epoch-end checkpoints (1 = after every epoch).
+    checkpoint_budget: float = Field(0.05, gt=0, le=1, validation_alias=AliasChoices("LABQ_CHECKPOINT_BUDGET"))
     # Database writes of the worker are retried this long (seconds) before the job gives up.
     db_retry_seconds: float = Field(60.0, ge=0, validation_alias=AliasChoices("LABQ_DB_RETRY_SECONDS"))
 

@@ -155,6 +155,15 @@ def record_epoch(session: Session, experiment_id: int, attempt: int, row: dict) 
     )
 
 
+def truncate_history(session: Session, experiment_id: int, after_epoch: int) -> None:
+    """Drop the epoch rows after `after_epoch`: a resumed attempt trains them again from the
+    checkpoint of `after_epoch`, so the history never shows epochs the model no longer has."""
+    session.execute(delete(EpochRow).where(EpochRow.experiment_id == experiment_id,
+                                           EpochRow.epoch > after_epoch))
+    session.execute(update(Experiment).where(Experiment.id == experiment_id)
+                    .values(epochs_done=after_epoch))
+
+
 def update_experiment(session: Session, experiment_id: int, **values) -> None:
     session.execute(update(Experiment).where(Experiment.id == experiment_id).values(**values))
 

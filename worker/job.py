@@ -142,6 +142,41 @@ def _finish_if_ours(session, experiment_id: int, attempt: int, status: str, **va
     repo.finish(session, experiment_id, status, **values)
 
 
+class _CheckpointPacer:
+    """Decides at each epoch end whether to save a checkpoint, so that saving costs at most
+    `budget` of the training time: an epoch much longer than a save (the usual case) is saved
+    every time; epochs of a fraction of a second, on a large model, every few epochs. The first
+    epoch is always saved. A resume restarts after the last saved epoch; epochs trained after it
+    are trained again and their rows replaced, so the history still holds each epoch once."""
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        self.cost = 0.0  # seconds the last save took (serialize + write)
+        self.since = time.perf_counter()  # end of the last save
+        self.pending: bytes | None = None
+        self._serialize = 0.0
+
+    def offer(self, model, epochs) -> None:
+        self.pending = None
+        first = len(epochs) == 1 or self.cost == 0.0
+        due = (time.perf_counter() - self.since) * self.budget >= self.cost
+        if first or due or self.budget >= 1:
+            t0 = time.perf_counter()
+            self.pending = ckpt.dumps(model, epochs)
+            self._serialize = time.perf_counter() - t0
+
+    def written(self, seconds: float) -> None:
+        """`pending` was committed, in `seconds`."""
+        self.cost = self._serialize + seconds
+        self.since = time.perf_counter()
+
+
+def _truncate_if_ours(session, experiment_id: int, attempt: int, after_epoch: int) -> None:
+    if not repo.renew_lease(session, experiment_id, attempt, get_settings().lease_seconds):
+        raise LeaseLost()
+    repo.truncate_history(session, experiment_id, after_epoch)
+
+
 def _load_checkpoint(session, experiment_id: int):
     art = repo.get_artifact(session, experiment_id, repo.CHECKPOINT)
     return art.data if art is not None else None
@@ -176,19 +211,22 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
             log.warning("experiment %s: unreadable checkpoint (%s); starting over",
                         experiment_id, exc)
 
+    if attempt > 1:
+        db_write(_truncate_if_ours, experiment_id, attempt, resume.epoch if resume else 0)
+
     settings = get_settings()
     soft_limit, _ = time_limits(estimate_flops(spec), settings)
     keeper.deadline = time.monotonic() + soft_limit
     data, device = runtime.mnist(), runtime.device()
     crash_epoch = _crash_epoch(spec.name)
-    latest: dict = {}
+    saver = _CheckpointPacer(settings.checkpoint_budget)
 
     def on_built(result) -> None:
         db_write(repo.update_experiment, experiment_id, layers=result.layers,
                  params=result.params, build_seconds=result.build_seconds, device=device)
 
     def on_checkpoint(model, epochs) -> None:
-        latest["data"] = ckpt.dumps(model, epochs)
+        saver.offer(model, epochs)
 
     def write_epoch(session, report) -> bool:
         if not repo.renew_lease(session, experiment_id, attempt, settings.lease_seconds):
@@ -199,9 +237,9 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
             "learning_rate": report.learning_rate, "seconds": report.seconds,
             "grad_norms": report.grad_norms,
         })
-        if "data" in latest:
+        if saver.pending is not None:
             repo.put_artifact(session, experiment_id, repo.CHECKPOINT,
-                              "application/x-labq-checkpoint", latest["data"])
+                              "application/x-labq-checkpoint", saver.pending)
         return repo.cancel_requested(session, experiment_id)
 
     def on_epoch(report) -> bool:
@@ -211,7 +249,11 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
             log.warning("%s: killing this worker process at epoch %s", CRASH_HOOK_ENV,
                         report.epoch)
             os.kill(os.getpid(), signal.SIGKILL)
-        return db_write(write_epoch, report)
+        t0 = time.perf_counter()
+        cancel = db_write(write_epoch, report)
+        if saver.pending is not None:
+            saver.written(time.perf_counter() - t0)
+        return cancel
 
     result = train(spec, data, on_epoch=on_epoch, on_built=on_built, resume=resume,
                    checkpoint=on_checkpoint, should_stop=keeper.should_stop,

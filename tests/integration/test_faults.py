@@ -70,7 +70,7 @@ def test_worker_killed_mid_epoch_resumes_from_checkpoint(faulty):
     assert [e for e, _ in rows] == [1, 2, 3, 4, 5, 6]  # every epoch exactly once
     first = [e for e, a in rows if a == 1]
     # Resumed after the last checkpoint, not restarted: attempt 2 wrote only the later epochs.
-    assert len(first) >= 2 and first == list(range(1, len(first) + 1))
+    assert len(first) >= 1 and first == list(range(1, len(first) + 1))
     assert {a for e, a in rows if e > len(first)} == {2}
     assert "resumes after epoch" in worker_log(faulty)
     hist = httpx.get(f"{faulty.url}/experiments/{exp_id}/history").json()

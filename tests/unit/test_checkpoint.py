@@ -6,11 +6,9 @@ import pytest
 
 from core.spec import ExperimentSpec
 
-tf = pytest.importorskip("tensorflow")
-
-from worker import checkpoint as ckpt  # noqa: E402
-from worker.engine.data import Mnist, load_mnist  # noqa: E402
-from worker.engine.train import train  # noqa: E402
+from worker import checkpoint as ckpt
+from worker.engine.data import Mnist, load_mnist
+from worker.engine.train import train
 
 
 @pytest.fixture(scope="module")
