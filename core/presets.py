@@ -160,9 +160,9 @@ def presets() -> dict[str, Preset]:
 
 def _optimal() -> Preset:
     """Section 12, made honest: select on a hold-out of the training images, test once."""
-    base = _with(layers=copy.deepcopy(OPTIMAL_LAYERS), batch_size=256, epochs=20,
+    base = _with(layers=copy.deepcopy(OPTIMAL_LAYERS), batch_size=256, epochs=30,
                  validation={"holdout": 5000},
-                 early_stopping={"monitor": "val_accuracy", "patience": 3,
+                 early_stopping={"monitor": "val_accuracy", "patience": 5,
                                  "restore_best_weights": True},
                  reduce_lr_on_plateau={"monitor": "val_loss", "factor": 0.5, "patience": 2,
                                        "min_lr": 1e-7})
@@ -171,12 +171,16 @@ def _optimal() -> Preset:
             {"units": 256, "activation": "relu"}, {"type": "dropout", "rate": 0.2}]
     description = (
         "The notebook's optimal model (600-300-100 ReLU, L2 1e-4, dropout 0.2/0.3/0.2, Adam 0.001, "
-        "batch 256, EarlyStopping on val_accuracy with patience 3 and best weights restored, "
-        "ReduceLROnPlateau on val_loss) beside two ablations: the same without L2, and a leaner "
-        "512-256 net with dropout 0.2. Unlike the notebook, which chose its best epoch on the "
-        "test set, early stopping and the choice of configuration use a hold-out of the last "
-        "5,000 training images; test accuracy is measured once, after training. Up to 20 "
-        "epochs. Keras 3's Adam has no `decay` argument; the notebook's decay=1e-6 changes "
+        "batch 256, EarlyStopping on val_accuracy restoring the best weights, ReduceLROnPlateau "
+        "on val_loss halving the rate after 2 flat epochs) beside two ablations: the same without "
+        "L2, and a leaner 512-256 net with dropout 0.2. Unlike the notebook, which chose its best "
+        "epoch on the test set, early stopping and the choice of configuration use a hold-out of "
+        "the last 5,000 training images; test accuracy is measured once, after training. "
+        "Patience is 5 epochs (the notebook: 3) and the cap 30 epochs (the notebook: 15), so the "
+        "learning-rate halvings get to act before training stops: with patience 3 the runs "
+        "stopped after 9-12 epochs, before the first halvings paid off. Batch 256 keeps an epoch "
+        "short; dropout rather than L2 does the regularizing (L2 on top slowed convergence in the "
+        "ablation). Keras 3's Adam has no `decay` argument; the notebook's decay=1e-6 changes "
         "the learning rate by under 0.5% over its ~3,500 steps, so it is left out.")
     sec = next(s for s in reference()["sections"] if s["id"] == 12)
     published = {k: v for k, v in sec["result"].items()}

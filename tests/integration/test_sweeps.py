@@ -148,12 +148,20 @@ def test_presets_run_and_lab_report(stack, tmp_path):
     assert s["preset"] == "s01-width" and s["counts"] == {"succeeded": 5}
     assert [c["config"]["layers.0.units"] for c in s["configs"]] == [50, 100, 200, 300, 500]
 
-    out = labq(stack, "lab", "report", "--out", str(tmp_path / "rep"), "--sections", "1,11")
+    ran = labq(stack, "lab", "run", "--sections", "6", "--train-samples", "1000", "--epochs", "1")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert re.search(r"section 6: s06-batch10000 -> sweep \d+ \(3 run\(s\)\)", ran.stdout)
+    assert "done: 1 sweep(s)" in ran.stdout
+
+    out = labq(stack, "lab", "report", "--out", str(tmp_path / "rep"), "--sections", "1,6,11")
     assert out.returncode == 0, out.stdout + out.stderr
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "## 1. Width of the hidden layer" in report and "96.17%" in report
     assert f"Sweep #{s['id']}" in report and "Best final validation accuracy" in report
+    assert "## 6. Batch size 10,000" in report and "against batch 128 (section 1)" in report
+    assert "## 11. Visualization" in report
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert "s01/compare.png" in images and len(images) == 1 + 2 * 5
+    assert "s01/compare.png" in images and "s06/compare.png" in images
+    assert len(images) == (1 + 2 * 5) + (1 + 2 * 3)
     for img in images:
         assert (tmp_path / "rep" / img).read_bytes()[:4] == b"\x89PNG"
