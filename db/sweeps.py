@@ -49,15 +49,6 @@ def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter]:
     return counts
 
 
-def epoch_progress(session: Session, sweep_id: int) -> tuple[int, int]:
-    """(epochs done, epochs asked) summed over the children."""
-    done, total = session.execute(
-        select(func.coalesce(func.sum(Experiment.epochs_done), 0),
-               func.coalesce(func.sum(Experiment.epochs_total), 0))
-        .where(Experiment.sweep_id == sweep_id)).one()
-    return int(done), int(total)
-
-
 def list_sweeps(session: Session, *, preset: str | None = None, limit: int = 50,
                 offset: int = 0) -> tuple[list[Sweep], int]:
     query = select(Sweep)
@@ -66,10 +57,6 @@ def list_sweeps(session: Session, *, preset: str | None = None, limit: int = 50,
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     rows = session.scalars(query.order_by(Sweep.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), int(total or 0)
-
-
-def count_sweeps(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Sweep)) or 0)
 
 
 def cancel_sweep(session: Session, sweep_id: int) -> dict[int, str]:
