@@ -1,27 +1,16 @@
-"""A real labq stack for tests: `labq up` in a temporary data dir on free ports, with the embedded
-Redis and SQLite, or with PostgreSQL and a separately started Redis (the distributed mode)."""
+"""A real labq stack for tests: cli.livestack.LiveStack (`labq up` in a temporary data dir on free
+ports, with the embedded Redis and SQLite, or with PostgreSQL and a separately started Redis) plus
+the HTTP helpers the tests assert with."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
+from cli.livestack import ROOT, LiveStack, free_port
 from core.constants import FINISHED
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["ROOT", "Stack", "create_pg_database", "free_port"]
 
 
 def create_pg_database(admin_url: str) -> str:
@@ -35,67 +24,7 @@ def create_pg_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-@dataclass
-class Stack:
-    data_dir: Path
-    database_url: str = ""  # empty: embedded SQLite
-    redis_url: str = ""  # empty: embedded Redis started by `labq up`
-    extra_env: dict = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    redis_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(LABQ_DATA_DIR=str(self.data_dir), LABQ_PORT=str(self.port),
-                   LABQ_REDIS_PORT=str(self.redis_port), PYTHONUNBUFFERED="1", **self.extra_env)
-        if self.database_url:
-            env["DATABASE_URL"] = self.database_url
-        if self.redis_url:
-            env["REDIS_URL"] = self.redis_url
-        return env
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, wait_workers: bool = True, timeout: float = 120) -> "Stack":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "up.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], cwd=ROOT,
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"labq up exited: {self.logs()}")
-            try:
-                h = httpx.get(f"{self.url}/health", timeout=3).json()
-                if h["status"] == "ok" and (h["workers"] or not wait_workers):
-                    return self
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"stack did not become healthy: {self.logs()}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def logs(self) -> str:
-        out = []
-        for path in [self.data_dir / "up.log", *sorted((self.data_dir / "logs").glob("*.log"))]:
-            if path.exists():
-                out.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-4000:])
-        return "\n".join(out)
-
-    # --- HTTP helpers -------------------------------------------------------------------------
+class Stack(LiveStack):
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 
