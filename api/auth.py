@@ -20,6 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.settings import Settings
 from db import repo, tokens
@@ -80,16 +82,32 @@ def _too_many(message: str, retry_after: int) -> JSONResponse:
                         headers={"Retry-After": str(retry_after)})
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Add the auth middleware, the job-limit error handler and (if configured) CORS."""
-    loopback = is_loopback(settings.host)
-    limiter = RateLimiter(settings.rate_limit_per_minute)
+class Authenticate:
+    """The rules above as plain ASGI middleware (Starlette's BaseHTTPMiddleware, behind
+    @app.middleware("http"), costs a task group and two memory streams per request)."""
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        if request.method == "OPTIONS" or request.url.path in OPEN_PATHS:
-            return await call_next(request)
-        header = request.headers.get("authorization")
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app, self.settings = app, settings
+        self.loopback = is_loopback(settings.host)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        method = scope["method"]
+        if method == "OPTIONS" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        denied = await self._check(method, Headers(scope=scope).get("authorization"))
+        if isinstance(denied, JSONResponse):
+            return await denied(scope, receive, send)
+        reset = repo.acting_token.set(denied)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            repo.acting_token.reset(reset)
+
+    async def _check(self, method: str, header: str | None) -> JSONResponse | int | None:
+        """The refusal to send, or the acting token's id (None: no token)."""
         token_id = None
         if header is not None:
             scheme, _, value = header.partition(" ")
@@ -98,20 +116,21 @@ def install(app: FastAPI, settings: Settings) -> None:
             token_id = await run_in_threadpool(_lookup, value.strip())
             if token_id is None:
                 return _unauthorized("invalid or revoked token")
-        elif not loopback or (request.method in WRITE_METHODS
-                              and await run_in_threadpool(_any_active)):
+        elif not self.loopback or (method in WRITE_METHODS
+                                   and await run_in_threadpool(_any_active)):
             return _unauthorized("this request needs a token: send 'Authorization: Bearer <token>'"
                                  " (create one with `labq token create NAME`)")
         if token_id is not None:
-            wait = limiter.hit(token_id)
+            wait = self.limiter.hit(token_id)
             if wait:
-                return _too_many(f"more than {settings.rate_limit_per_minute} requests a minute "
-                                 "with this token", wait)
-        reset = repo.acting_token.set(token_id)
-        try:
-            return await call_next(request)
-        finally:
-            repo.acting_token.reset(reset)
+                return _too_many(f"more than {self.settings.rate_limit_per_minute} requests a "
+                                 "minute with this token", wait)
+        return token_id
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the auth middleware, the job-limit error handler and (if configured) CORS."""
+    app.add_middleware(Authenticate, settings=settings)
 
     @app.exception_handler(repo.QuotaExceeded)
     async def _quota(request: Request, exc: repo.QuotaExceeded):

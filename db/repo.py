@@ -79,14 +79,19 @@ def queued_ids(session: Session, older_than: float | None = None) -> list[int]:
 
 
 def queue_positions(session: Session, ids: list[int]) -> dict[int, int]:
-    """1-based place in the queue of each queued experiment among `ids`, from one ranked scan of
-    the queue (the status/id index) instead of one count per row."""
+    """1-based place in the queue of each queued experiment among `ids`: one count of the queue
+    before the smallest id and the queued ids from there to the largest, both on the status/id
+    index (a page of the runs list spans a short stretch of ids; the queue may be long)."""
     if not ids:
         return {}
-    ranked = (select(Experiment.id, func.row_number().over(order_by=Experiment.id).label("pos"))
-              .where(Experiment.status == QUEUED).subquery())
-    rows = session.execute(select(ranked.c.id, ranked.c.pos).where(ranked.c.id.in_(ids)))
-    return {int(i): int(p) for i, p in rows}
+    lo, hi = min(ids), max(ids)
+    before = session.scalar(select(func.count()).select_from(Experiment).where(
+        Experiment.status == QUEUED, Experiment.id < lo)) or 0
+    stretch = session.scalars(select(Experiment.id).where(
+        Experiment.status == QUEUED, Experiment.id >= lo, Experiment.id <= hi)
+        .order_by(Experiment.id))
+    wanted = set(ids)
+    return {int(i): before + k for k, i in enumerate(stretch, start=1) if i in wanted}
 
 
 def request_cancel(session: Session, experiment_id: int) -> str:

@@ -8,8 +8,9 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import MAX_ID, ExperimentDep, SessionDep, SettingsDep
+from api.deps import MAX_ID, ExperimentDep, IdPath, SessionDep, SettingsDep, get_experiment
 from api.schemas import (Accepted, EpochPublic, ExperimentPage, ExperimentPublic,
                          ExperimentSummary, Metrics)
 from core import figures
@@ -18,6 +19,7 @@ from core.queue import enqueue
 from core.spec import ExperimentSpec, architecture, cost_error
 from db import repo
 from db.models import Experiment, utcnow
+from db.session import session_scope
 
 log = logging.getLogger("labq.api")
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -106,22 +108,36 @@ def create(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, res
     return Accepted(id=exp.id, status=exp.status, url=f"/experiments/{exp.id}", warning=warning)
 
 
+# The two most polled routes are async and do all their database work in one worker thread:
+# a sync route with sync dependencies costs four or five thread hops per request (session open
+# and close, lookup, body, response validation), each a wait for the GIL under load.
+
 @router.get("", response_model=ExperimentPage)
-def list_(session: SessionDep, status: StatusFilter = None,
-          name: Annotated[str | None, Query(max_length=200)] = None,
-          sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-          limit: Annotated[int, Query(ge=1, le=500)] = 50,
-          offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
-    rows, total = repo.list_experiments(session, status=status, name=name, sweep_id=sweep_id,
-                                        limit=limit, offset=offset)
-    positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
-    return ExperimentPage(items=[to_summary(r, positions.get(r.id)) for r in rows], total=total,
-                          limit=limit, offset=offset)
+async def list_(status: StatusFilter = None,
+                name: Annotated[str | None, Query(max_length=200)] = None,
+                sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
+    return await run_in_threadpool(_page, status, name, sweep_id, limit, offset)
+
+
+def _page(status, name, sweep_id, limit: int, offset: int) -> ExperimentPage:
+    with session_scope() as session:
+        rows, total = repo.list_experiments(session, status=status, name=name,
+                                            sweep_id=sweep_id, limit=limit, offset=offset)
+        positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
+        return ExperimentPage(items=[to_summary(r, positions.get(r.id)) for r in rows],
+                              total=total, limit=limit, offset=offset)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
-def read(exp: ExperimentDep, session: SessionDep):
-    return to_public(session, exp)
+async def read(experiment_id: IdPath):
+    return await run_in_threadpool(_read, experiment_id)
+
+
+def _read(experiment_id: int) -> ExperimentPublic:
+    with session_scope() as session:
+        return to_public(session, get_experiment(experiment_id, session))
 
 
 @router.get("/{experiment_id}/history", response_model=list[EpochPublic])

@@ -1,4 +1,14 @@
-"""/health: is the database reachable, is the broker, which workers answer."""
+"""/health: is the database reachable, is the broker, which workers answer.
+
+Asking the workers (a Celery broadcast ping) always waits its whole timeout, because nobody knows
+how many workers will answer. So the list is cached: a request older than `WORKERS_TTL` seconds
+starts one background refresh and answers with the last known list; only the very first request
+waits for a ping. /health therefore answers in milliseconds, and a worker that starts or stops
+shows up within about TTL + the ping timeout.
+"""
+
+import threading
+import time
 
 import redis
 from fastapi import APIRouter, Response
@@ -10,6 +20,62 @@ from core.queue import producer
 
 router = APIRouter(tags=["health"])
 
+WORKERS_TTL = 2.0
+PING_TIMEOUT = 0.5
+
+
+def _ping_workers() -> list[str]:
+    try:
+        return sorted(name for reply in producer().control.ping(timeout=PING_TIMEOUT)
+                      for name in reply)
+    except Exception:
+        return []
+
+
+class WorkerCache:
+    """The workers that answered the last ping, refreshed at most once per `ttl`, off-request."""
+
+    def __init__(self, ping=_ping_workers, ttl: float = WORKERS_TTL):
+        self.ping, self.ttl = ping, ttl
+        self.workers: list[str] | None = None
+        self.at = 0.0
+        self.lock = threading.Lock()
+        self.refreshing = False
+
+    def _refresh(self) -> None:
+        try:
+            workers = self.ping()
+            with self.lock:
+                self.workers, self.at = workers, time.monotonic()
+        finally:
+            self.refreshing = False
+
+    def get(self) -> list[str]:
+        with self.lock:
+            if self.workers is not None and time.monotonic() - self.at < self.ttl:
+                return self.workers
+            first = self.workers is None
+            start = not self.refreshing
+            self.refreshing = self.refreshing or start
+        if first:  # nothing known yet: this one request waits for the ping
+            if start:
+                self._refresh()
+            return self.workers or []
+        if start:
+            threading.Thread(target=self._refresh, daemon=True, name="labq-worker-ping").start()
+        return self.workers
+
+
+_workers = WorkerCache()
+_redis: dict[str, redis.Redis] = {}
+
+
+def _broker(url: str) -> redis.Redis:
+    client = _redis.get(url)
+    if client is None:
+        client = _redis[url] = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    return client
+
 
 @router.get("/health", response_model=Health)
 def health(session: SessionDep, settings: SettingsDep, response: Response):
@@ -19,18 +85,11 @@ def health(session: SessionDep, settings: SettingsDep, response: Response):
     except Exception as exc:
         database = f"error: {type(exc).__name__}"
     try:
-        redis.Redis.from_url(settings.broker_url, socket_timeout=1,
-                             socket_connect_timeout=1).ping()
+        _broker(settings.broker_url).ping()
         broker = "ok"
     except Exception as exc:
         broker = f"error: {type(exc).__name__}"
-    workers: list[str] = []
-    if broker == "ok":
-        try:
-            workers = sorted(name for reply in producer().control.ping(timeout=0.5)
-                             for name in reply)
-        except Exception:
-            workers = []
+    workers = _workers.get() if broker == "ok" else []
     ok = database == "ok" and broker == "ok"
     response.status_code = 200 if ok else 503
     return Health(status="ok" if ok else "degraded", database=database, broker=broker,
