@@ -44,18 +44,22 @@ def bench(
     service: Annotated[bool, typer.Option("--service", "--api",
                                           help="measure the service instead: pickup latency, "
                                                "API under load, queue throughput")] = False,
-    clients: Annotated[int, typer.Option(help="--service: concurrent polling clients")] = 200,
+    clients: Annotated[int, typer.Option(help="--service: concurrent polling clients (0: skip)")] = 200,
     duration: Annotated[float, typer.Option(help="--service: seconds of polling load")] = 30.0,
-    jobs: Annotated[int, typer.Option(help="--service: tiny jobs for the throughput test")] = 1000,
+    jobs: Annotated[int, typer.Option(help="--service: tiny jobs for the throughput test, "
+                                           "run with 1 then 2 worker processes (0: skip)")] = 1000,
+    pickups: Annotated[int, typer.Option(help="--service: tiny jobs timed one by one for "
+                                              "the pickup latency (0: skip)")] = 20,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the figures here")] = None,
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
     if service:
         from cli.bench_service import run_service, service_tables
 
-        report = run_service(clients=max(1, min(clients, 1000)),
+        report = run_service(clients=max(0, min(clients, 1000)),
                              duration=max(1.0, min(duration, 600.0)),
-                             jobs=max(1, min(jobs, 5000)), log=console.print)
+                             jobs=max(0, min(jobs, 5000)), pickups=max(0, min(pickups, 1000)),
+                             log=console.print)
         for table in service_tables(report):
             console.print(table)
     else:
