@@ -17,8 +17,12 @@ SQLITE_BUSY_MS = int(os.environ.get("LABQ_SQLITE_BUSY_MS", "30000"))
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        # No cap on pooled connections (a SQLite connection is a file handle): the API's sync
+        # routes hold a connection between thread hops, and with a capped pool, concurrent
+        # requests beyond pool + threadpool size deadlocked until the pool's 30 s timeout.
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
+            url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
+            max_overflow=-1,
         )
 
         @event.listens_for(engine, "connect")
