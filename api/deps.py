@@ -8,19 +8,13 @@ from sqlalchemy.orm import Session
 from core.settings import Settings, get_settings
 from db import repo
 from db.models import Experiment
-from db.session import get_sessionmaker
+from db.session import session_scope
 
 
 def get_session() -> Iterator[Session]:
-    session = get_sessionmaker()()
-    try:
+    """One session per request: committed when the handler returns, rolled back on error."""
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
