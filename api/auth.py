@@ -4,7 +4,11 @@ The rules, applied to every route by HTTP method (routes added later are covered
 - bound to loopback and no token created: everything open (the curl quick start);
 - bound to loopback once a token exists: writes (POST, PUT, PATCH, DELETE) need a token;
 - bound to anything else: every endpoint needs a token (`labq up` refuses to start without one);
-- `/health` is always open; a token that is sent must be valid, even where none is needed.
+- `/health`, `/login` and the dashboard's static assets are always open; a token that is sent
+  must be valid, even where none is needed.
+- The dashboard's browser sends its token as the `labq_token` cookie (set by `/login`), which
+  counts for reads (GET, HEAD) only: writes need the Authorization header, so a cross-site form
+  can never act with a user's cookie.
 A token's requests are rate limited (settings.rate_limit_per_minute, 429 with Retry-After) and the
 experiments it creates count against settings.max_active_jobs_per_token (db.repo.acting_token).
 Tokens never appear in logs or error bodies.
@@ -15,10 +19,12 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,7 +34,10 @@ from db import repo, tokens
 from db.session import session_scope
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OPEN_PATHS = frozenset({"/health"})
+READ_METHODS = frozenset({"GET", "HEAD"})
+OPEN_PATHS = frozenset({"/health", "/login", "/favicon.ico"})
+OPEN_PREFIXES = ("/static/", "/static-offline-docs/")
+COOKIE = "labq_token"
 JOBS_RETRY_AFTER = 30
 
 
@@ -60,6 +69,15 @@ class RateLimiter:
                 return max(1, math.ceil(q[0] + self.window - now))
             q.append(now)
             return 0
+
+
+def _cookie_auth(cookie_header: str) -> str | None:
+    """The `labq_token` cookie as an Authorization value (None when absent or unreadable)."""
+    try:
+        morsel = SimpleCookie(cookie_header).get(COOKIE)
+    except CookieError:
+        return None
+    return f"Bearer {morsel.value}" if morsel is not None and morsel.value else None
 
 
 def _lookup(token: str) -> int | None:
@@ -94,11 +112,21 @@ class Authenticate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        method = scope["method"]
-        if method == "OPTIONS" or scope["path"] in OPEN_PATHS:
+        method, path = scope["method"], scope["path"]
+        if method == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
-        denied = await self._check(method, Headers(scope=scope).get("authorization"))
+        headers = Headers(scope=scope)
+        auth = headers.get("authorization")
+        if auth is None and method in READ_METHODS:
+            auth = _cookie_auth(headers.get("cookie", ""))
+        denied = await self._check(method, auth)
         if isinstance(denied, JSONResponse):
+            if denied.status_code == 401 and method in READ_METHODS and \
+                    "text/html" in headers.get("accept", ""):
+                # A person opening a page: send them to sign in, then back here.
+                target = quote(path + (f"?{scope['query_string'].decode()}"
+                                       if scope.get("query_string") else ""))
+                denied = RedirectResponse(f"/login?next={target}", status_code=303)
             return await denied(scope, receive, send)
         reset = repo.acting_token.set(denied)
         try:

@@ -40,6 +40,14 @@ def queue_page(request: Request):
     return _page(request, "queue.html", "Runs", statuses=STATUSES)
 
 
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/"):
+    """Paste an API token; the page keeps it for this browser (see api/auth.py)."""
+    if not next.startswith("/") or next.startswith("//"):
+        next = "/"  # only ever back into labq itself
+    return _page(request, "login.html", "Sign in", next_url=next)
+
+
 @router.get("/runs/{experiment_id}", response_class=HTMLResponse)
 def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]):
     with session_scope() as s:

@@ -5,8 +5,17 @@ const labq = (() => {
   const TOKEN_KEY = "labq.token";
 
   function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
+  /** Kept in localStorage (sent as a header by fetch) and as the labq_token cookie, which the
+   *  server accepts for reads only, so page loads and EventSource streams work behind auth. */
   function setToken(value) {
-    if (value) localStorage.setItem(TOKEN_KEY, value); else localStorage.removeItem(TOKEN_KEY);
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    if (value) {
+      localStorage.setItem(TOKEN_KEY, value);
+      document.cookie = `labq_token=${encodeURIComponent(value)}; Path=/; SameSite=Strict; Max-Age=2592000${secure}`;
+    } else {
+      localStorage.removeItem(TOKEN_KEY);
+      document.cookie = `labq_token=; Path=/; SameSite=Strict; Max-Age=0${secure}`;
+    }
   }
 
   /** fetch() a JSON endpoint; resolves to the parsed body, rejects with {status, body}. */
@@ -33,7 +42,7 @@ const labq = (() => {
       if (typeof body.detail === "string") return body.detail;
       if (Array.isArray(body.detail)) return body.detail.map(d => `${d.field}: ${d.msg}`).join("; ");
     }
-    if (err && err.status === 401) return "this server needs an API token (set it on the Submit page)";
+    if (err && err.status === 401) return "this server needs an API token: sign in at /login";
     return err && err.status ? `HTTP ${err.status}` : String(err);
   }
 

@@ -120,6 +120,23 @@ def test_non_loopback_needs_a_token(tmp_path):
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{stack.url}/experiments", headers=auth).status_code == 200
         assert httpx.post(f"{stack.url}/experiments", json=SPEC, headers=auth).status_code == 202
+
+        # The dashboard in a browser: pages redirect to /login; the labq_token cookie it sets
+        # opens reads (pages, JSON, event streams) but never writes.
+        page = httpx.get(f"{stack.url}/runs/1?x=1", headers={"Accept": "text/html"})
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?next=/runs/1%3Fx%3D1"
+        login = httpx.get(f"{stack.url}/login", params={"next": "//evil.example/"})
+        assert login.status_code == 200 and "evil.example" not in login.text
+        assert httpx.get(f"{stack.url}/static/common.js").status_code == 200
+        cookie = {"Cookie": f"labq_token={token}"}
+        assert httpx.get(f"{stack.url}/experiments", headers=cookie).status_code == 200
+        assert httpx.get(f"{stack.url}/runs/1", headers=cookie).status_code == 200
+        assert httpx.get(f"{stack.url}/experiments",
+                         headers={"Cookie": "labq_token=wrong"}).status_code == 401
+        assert httpx.post(f"{stack.url}/experiments", json=SPEC,
+                          headers=cookie).status_code == 401
+        assert httpx.post(f"{stack.url}/experiments/1/cancel", headers=cookie).status_code == 401
     finally:
         stack.stop()
 
