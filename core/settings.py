@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # Whole-job cost cap: estimated multiply-adds of training (see core.spec.estimate_cost).
     max_job_flops: float = Field(5e14, validation_alias=AliasChoices("LABQ_MAX_JOB_FLOPS"))
     max_sweep_children: int = Field(200, validation_alias=AliasChoices("LABQ_MAX_SWEEP_CHILDREN"))
+    # Requests inside the API at once (the rest wait in the event loop); below the DB pool size.
+    max_inflight_requests: int = Field(32, ge=1, le=1000,
+                                       validation_alias=AliasChoices("LABQ_MAX_INFLIGHT_REQUESTS"))
     max_body_bytes: int = Field(1_000_000, validation_alias=AliasChoices("LABQ_MAX_BODY_BYTES"))
     # Server-sent-event streams open at once (each polls the database twice a second).
     max_event_streams: int = Field(32, validation_alias=AliasChoices("LABQ_MAX_EVENT_STREAMS"))

@@ -35,7 +35,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Room for the API's in-flight requests (LABQ_MAX_INFLIGHT_REQUESTS, see api/middleware.py)
+    # plus its event streams; PostgreSQL's default max_connections is 100.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
 @lru_cache

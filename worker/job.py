@@ -33,7 +33,13 @@ from worker import checkpoint as ckpt
 
 log = logging.getLogger("labq.job")
 
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_name() -> str:
+    """`host:pid` of the process that trains (a pool child, not the Celery parent): the reaper
+    expires at once the lease of a job whose process on this host is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 # Fault injection for the test suite only: "<experiment name>:<epoch>" makes the worker process
 # SIGKILL itself when that epoch ends, before recording it, as the kernel's OOM killer would.
 CRASH_HOOK_ENV = "LABQ_TEST_CRASH_ON_EPOCH"
@@ -105,7 +111,7 @@ class _LeaseKeeper(threading.Thread):
 
 def run_job(experiment_id: int) -> str:
     settings = get_settings()
-    attempt = db_write(repo.claim, experiment_id, WORKER_NAME, settings.lease_seconds)
+    attempt = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
     if attempt is None:
         log.info("experiment %s is not claimable (finished, cancelled or leased); skipping",
                  experiment_id)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import httpx
+import psutil
 import matplotlib.image as mpimg
 import pytest
 from sqlalchemy import create_engine, text
@@ -61,6 +62,17 @@ def test_train_and_read_back(stack, tiny):
     assert h.status_code == 200 and png_shape(h.content)[1] > 500
 
 
+def test_worker_field_names_the_training_process(stack, tiny):
+    """`worker` is host:pid of the pool child that trained, not of the Celery parent: the reaper
+    relies on it to requeue at once a job whose process died."""
+    exp = stack.wait(stack.submit({**tiny, "epochs": 1}))
+    pid = int(exp["worker"].rsplit(":", 1)[1])
+    parents = [p for p in psutil.Process(stack.proc.pid).children()
+               if "worker" in p.cmdline()]
+    assert len(parents) == 1
+    assert pid != parents[0].pid and pid in [c.pid for c in parents[0].children()]
+
+
 def test_list_filter_and_paginate(stack, tiny):
     ids = [stack.submit({**tiny, "name": f"page-{i}", "epochs": 1}) for i in range(3)]
     for i in ids:
@@ -113,6 +125,14 @@ def test_bad_json_unknown_ids_and_oversized_bodies(stack):
                       headers={"content-type": "application/json"}).status_code == 422
     assert httpx.post(f"{stack.url}/experiments", content=b"x" * 2_000_000,
                       headers={"content-type": "application/json"}).status_code == 413
+
+    def chunks():  # no Content-Length: the cap applies to what is streamed
+        for _ in range(40):
+            yield b" " * 100_000
+
+    streamed = httpx.post(f"{stack.url}/experiments", content=chunks(),
+                          headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "larger than" in streamed.json()["message"]
     assert count_rows(stack) == before
     for path in ["/experiments/999999", "/experiments/999999/history",
                  "/experiments/999999/filters.png", "/experiments/999999/history.png"]:

@@ -1,0 +1,63 @@
+"""The API's ASGI middlewares, driven directly: in-flight cap and streamed-body cap."""
+
+import anyio
+
+from api.middleware import LimitBody, LimitInflight
+
+
+def http_scope(path="/experiments", method="GET", headers=()):
+    return {"type": "http", "path": path, "method": method, "headers": list(headers)}
+
+
+def test_inflight_cap_holds_requests_back_but_not_event_streams():
+    state = {"now": 0, "peak": 0, "streams": 0}
+
+    async def app(scope, receive, send):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        if scope["path"].endswith("/events"):
+            state["streams"] += 1
+        await anyio.sleep(0.01)
+        state["now"] -= 1
+
+    limited = LimitInflight(app, limit=3)
+
+    async def main():
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(limited, http_scope(), None, None)
+        assert state["peak"] == 3
+        state["peak"] = 0
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(limited, http_scope("/events"), None, None)
+        assert state["peak"] == 6 and state["streams"] == 6
+
+    anyio.run(main)
+
+
+def test_streamed_body_over_the_cap_is_413_and_under_it_reaches_the_app():
+    async def run(chunks: list[bytes]):
+        got, sent = [], []
+        queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                 for i, c in enumerate(chunks)]
+
+        async def receive():
+            return queue.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        async def app(scope, receive, send):
+            while True:
+                m = await receive()
+                got.append(m["body"])
+                if not m["more_body"]:
+                    break
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+
+        await LimitBody(app, max_bytes=10)(http_scope(method="POST"), receive, send)
+        return b"".join(got), sent[0]["status"]
+
+    assert anyio.run(run, [b"12345", b"67890"]) == (b"1234567890", 202)
+    assert anyio.run(run, [b"12345", b"67890", b"x"]) == (b"", 413)
