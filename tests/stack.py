@@ -6,6 +6,7 @@ import time
 import uuid
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from cli.livestack import ROOT, LiveStack, free_port
 from core.constants import FINISHED
@@ -46,3 +47,21 @@ class Stack(LiveStack):
                 return exp
             time.sleep(0.2)
         raise TimeoutError(f"experiment {exp_id} stuck at {self.get(exp_id)}\n{self.logs()}")
+
+    # --- reading the database behind the API, for what the API does not expose ---------------
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'labq.db'}"
+
+    def sql(self, query: str, **params) -> list[tuple]:
+        engine = create_engine(self.sql_url)
+        try:
+            with engine.begin() as conn:
+                return [tuple(r) for r in conn.execute(text(query), params)]
+        finally:
+            engine.dispose()
+
+    def epoch_attempts(self, exp_id: int) -> list[tuple[int, int]]:
+        """(epoch, attempt that wrote it) for each stored epoch row."""
+        return self.sql("SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch",
+                        i=exp_id)

@@ -9,12 +9,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from cli.stack import redis_server_binary
 from tests.stack import ROOT, Stack, free_port
@@ -24,16 +22,6 @@ pytestmark = pytest.mark.integration
 CRASHER = "crash-every-time"
 
 
-def epoch_attempts(stack: Stack, exp_id: int) -> list[tuple[int, int]]:
-    """(epoch, attempt that wrote it) for each stored epoch row, read from the database."""
-    engine = create_engine(stack.database_url or f"sqlite:///{stack.data_dir / 'labq.db'}")
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(
-                "SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch"),
-                {"i": exp_id})]
-    finally:
-        engine.dispose()
 
 
 def worker_log(stack: Stack) -> str:
@@ -66,7 +54,7 @@ def test_worker_killed_mid_epoch_resumes_from_checkpoint(faulty):
     done = faulty.wait(exp_id, timeout=300)
     assert done["status"] == "succeeded", done
     assert done["attempt"] == 2 and done["test"]["accuracy"] is not None
-    rows = epoch_attempts(faulty, exp_id)
+    rows = faulty.epoch_attempts(exp_id)
     assert [e for e, _ in rows] == [1, 2, 3, 4, 5, 6]  # every epoch exactly once
     first = [e for e, a in rows if a == 1]
     # Resumed after the last checkpoint, not restarted: attempt 2 wrote only the later epochs.
@@ -85,7 +73,7 @@ def test_job_that_kills_its_worker_fails_at_the_attempt_cap(faulty):
     assert done["status"] == "failed", done
     assert "attempt cap 2" in done["error"] and done["attempt"] == 2
     # Epoch 1 was finished once; epoch 2 killed the worker each time and was never recorded.
-    assert epoch_attempts(faulty, exp_id) == [(1, 1)]
+    assert faulty.epoch_attempts(exp_id) == [(1, 1)]
     # The worker is healthy afterwards.
     after = faulty.wait(faulty.submit({"layers": [{"units": 16}], "epochs": 1,
                                        "train_samples": 1000}))
@@ -97,7 +85,7 @@ def test_database_locked_during_writes_is_retried(faulty):
     exp_id = faulty.submit({"name": "locked", "layers": [{"units": 32}], "epochs": 15,
                             "batch_size": 64, "train_samples": 3000})
     faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 1)
-    before = len(epoch_attempts(faulty, exp_id))
+    before = len(faulty.epoch_attempts(exp_id))
     conn = sqlite3.connect(faulty.data_dir / "labq.db", timeout=10, isolation_level=None)
     conn.execute("BEGIN EXCLUSIVE")
     time.sleep(3)  # longer than the 0.5 s busy timeout: the worker's writes fail and retry
@@ -105,7 +93,7 @@ def test_database_locked_during_writes_is_retried(faulty):
     conn.close()
     done = faulty.wait(exp_id, timeout=300)
     assert done["status"] == "succeeded", done
-    assert [e for e, _ in epoch_attempts(faulty, exp_id)] == list(range(1, 16))
+    assert [e for e, _ in faulty.epoch_attempts(exp_id)] == list(range(1, 16))
     assert before < 15  # the lock was taken while the job was still training
     log = worker_log(faulty)
     assert "database is locked" in log and "Retrying" in log
@@ -150,7 +138,7 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     assert r.json()["epochs_done"] == 0 and not r.json()["cancel_requested"]
     done = faulty.wait(exp_id)
     assert done["status"] == "succeeded" and done["attempt"] == 1
-    assert epoch_attempts(faulty, exp_id) == [(1, 1), (2, 1)]
+    assert faulty.epoch_attempts(exp_id) == [(1, 1), (2, 1)]
     assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
 
 
@@ -184,7 +172,7 @@ def test_redelivered_job_trains_once(tmp_path_factory):
         httpx.post(f"{stack.url}/experiments/{exp_id}/cancel")
         done = stack.wait(exp_id, timeout=120)
         assert done["status"] == "cancelled" and done["attempt"] == 1
-        rows = epoch_attempts(stack, exp_id)
+        rows = stack.epoch_attempts(exp_id)
         assert rows and {a for _, a in rows} == {1}
         assert [e for e, _ in rows] == list(range(1, len(rows) + 1))
     finally:
@@ -238,7 +226,7 @@ def test_redis_restarted_mid_job(tmp_path_factory):
 
         done = stack.wait(exp_id, timeout=300)
         assert done["status"] == "succeeded", done
-        assert [e for e, _ in epoch_attempts(stack, exp_id)] == list(range(1, 13))
+        assert [e for e, _ in stack.epoch_attempts(exp_id)] == list(range(1, 13))
         later = stack.wait(while_down, timeout=180)
         assert later["status"] == "succeeded" and later["attempt"] == 1
     finally:

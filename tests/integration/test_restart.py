@@ -5,23 +5,12 @@ import signal
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.conftest import make_stack
 
 pytestmark = pytest.mark.integration
 
 
-def epoch_attempts(stack, exp_id: int) -> list[tuple[int, int]]:
-    """(epoch, attempt that wrote it) for each stored epoch row, read from the database."""
-    engine = create_engine(stack.database_url or f"sqlite:///{stack.data_dir / 'labq.db'}")
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(
-                "SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch"),
-                {"i": exp_id})]
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -34,7 +23,7 @@ def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_
     finally:
         stack.stop(signal.SIGINT)
     assert stack.proc.returncode == 0, stack.logs()
-    done_before = epoch_attempts(stack, first)
+    done_before = stack.epoch_attempts(first)
     assert done_before and all(attempt == 1 for _, attempt in done_before)
     stack.start()
     try:
@@ -46,7 +35,7 @@ def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_
         assert stack.get(first)["attempt"] == 2
         # Resumed, not restarted: the epochs up to the last checkpoint before the stop keep their
         # first-attempt rows, and the second attempt wrote only the epochs after them.
-        after = epoch_attempts(stack, first)
+        after = stack.epoch_attempts(first)
         kept = [row for row in after if row[1] == 1]
         assert kept and kept == done_before[:len(kept)]
         assert {attempt for _, attempt in after[len(kept):]} == {2}

@@ -144,7 +144,7 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
         result.epochs = [EpochReport(**h) for h in resume.history]
         initial_epoch = resume.epoch
 
-    n_fit, bs = spec.n_fit, spec.batch_size
+    n_fit = spec.n_fit
     x, y = data_t.x_train, data_t.y_train
     probe = (x[:min(PROBE_SIZE, n_fit)], y[:min(PROBE_SIZE, n_fit)])
     reporter = _Reporter(result, probe, on_epoch, 1)
