@@ -1,6 +1,8 @@
 """HTTP client for the CLI: the same public API curl users have."""
 
+import json
 import os
+from pathlib import Path
 
 import httpx
 import typer
@@ -36,3 +38,12 @@ def call(method: str, path: str, **kw) -> httpx.Response:
         typer.secho(f"error {resp.status_code}: {msg}", fg="red", err=True)
         raise typer.Exit(1)
     return resp
+
+
+def read_json(path: Path):
+    """A spec file's JSON, or a clear error and exit 1."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        typer.secho(f"{path}: not valid JSON: {exc}", fg="red", err=True)
+        raise typer.Exit(1)

@@ -1,6 +1,5 @@
 """`labq`: run the stack (up, api, worker, migrate) and talk to it (submit, status, watch, ls)."""
 
-import json
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ from rich.table import Table
 from cli import lab as lab_cli, sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli import bench as bench_cli
-from cli.client import call
+from cli.client import call, read_json
 from core.constants import FINISHED
 from core.settings import get_settings
 
@@ -104,11 +103,7 @@ def migrate():
 @app.command()
 def submit(spec_file: Annotated[Path, typer.Argument(exists=True, readable=True)]):
     """Submit an experiment spec (a JSON file)."""
-    try:
-        spec = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        console.print(f"[red]{spec_file}: not valid JSON: {exc}")
-        raise typer.Exit(1)
+    spec = read_json(spec_file)
     body = call("POST", "/experiments", json=spec).json()
     console.print(f"experiment {body['id']} {body['status']}  {body['url']}")
     if body.get("warning"):

@@ -1,6 +1,5 @@
 """`labq sweep`: submit a sweep spec (`labq sweep spec.json`), list sweeps, show one, cancel one."""
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from cli.client import call
+from cli.client import call, read_json
 
 console = Console()
 
@@ -71,11 +70,7 @@ def submit(spec_file: Annotated[Path, typer.Argument(exists=True, readable=True)
            watch: Annotated[bool, typer.Option(help="follow it with a progress bar")] = False):
     """Submit a sweep spec (JSON: name, base spec, grid of dotted path -> list of values,
     repeats)."""
-    try:
-        spec = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        console.print(f"[red]{spec_file}: not valid JSON: {exc}")
-        raise typer.Exit(1)
+    spec = read_json(spec_file)
     body = call("POST", "/sweeps", json=spec).json()
     console.print(f"sweep {body['id']} queued: {len(body['children'])} experiment(s)  {body['url']}")
     if body.get("warning"):
