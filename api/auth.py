@@ -91,13 +91,19 @@ def _any_active() -> bool:
 
 
 def _unauthorized(message: str) -> JSONResponse:
-    return JSONResponse({"detail": message, "message": message}, status_code=401,
-                        headers={"WWW-Authenticate": "Bearer"})
+    return JSONResponse(
+        {"detail": message, "message": message},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def _too_many(message: str, retry_after: int) -> JSONResponse:
-    return JSONResponse({"detail": message, "message": message}, status_code=429,
-                        headers={"Retry-After": str(retry_after)})
+    return JSONResponse(
+        {"detail": message, "message": message},
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 class Authenticate:
@@ -121,11 +127,16 @@ class Authenticate:
             auth = _cookie_auth(headers.get("cookie", ""))
         denied = await self._check(method, auth)
         if isinstance(denied, JSONResponse):
-            if denied.status_code == 401 and method in READ_METHODS and \
-                    "text/html" in headers.get("accept", ""):
+            if (
+                denied.status_code == 401
+                and method in READ_METHODS
+                and "text/html" in headers.get("accept", "")
+            ):
                 # A person opening a page: send them to sign in, then back here.
-                target = quote(path + (f"?{scope['query_string'].decode()}"
-                                       if scope.get("query_string") else ""))
+                target = quote(
+                    path
+                    + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
+                )
                 denied = RedirectResponse(f"/login?next={target}", status_code=303)
             return await denied(scope, receive, send)
         reset = repo.acting_token.set(denied)
@@ -144,15 +155,21 @@ class Authenticate:
             token_id = await run_in_threadpool(_lookup, value.strip())
             if token_id is None:
                 return _unauthorized("invalid or revoked token")
-        elif not self.loopback or (method in WRITE_METHODS
-                                   and await run_in_threadpool(_any_active)):
-            return _unauthorized("this request needs a token: send 'Authorization: Bearer <token>'"
-                                 " (create one with `labq token create NAME`)")
+        elif not self.loopback or (
+            method in WRITE_METHODS and await run_in_threadpool(_any_active)
+        ):
+            return _unauthorized(
+                "this request needs a token: send 'Authorization: Bearer <token>'"
+                " (create one with `labq token create NAME`)"
+            )
         if token_id is not None:
             wait = self.limiter.hit(token_id)
             if wait:
-                return _too_many(f"more than {self.settings.rate_limit_per_minute} requests a "
-                                 "minute with this token", wait)
+                return _too_many(
+                    f"more than {self.settings.rate_limit_per_minute} requests a "
+                    "minute with this token",
+                    wait,
+                )
         return token_id
 
 
@@ -165,6 +182,9 @@ def install(app: FastAPI, settings: Settings) -> None:
         return _too_many(str(exc), JOBS_RETRY_AFTER)
 
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )

@@ -1,6 +1,7 @@
 """Request dependencies."""
 
-from typing import Annotated, Iterator
+from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path
 from sqlalchemy.orm import Session

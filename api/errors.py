@@ -13,8 +13,10 @@ log = logging.getLogger("labq.api")
 def _field(loc) -> str:
     # Drop the "body" prefix and pydantic's union tags ("dense", "dropout") from paths.
     parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(p for p in parts if p not in ("dense", "dropout", "Holdout",
-                                                  "literal['test']")) or "body"
+    return (
+        ".".join(p for p in parts if p not in ("dense", "dropout", "Holdout", "literal['test']"))
+        or "body"
+    )
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -22,9 +24,15 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     for err in exc.errors():
         msg = err.get("msg", "invalid")
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        detail.append({"field": _field(err.get("loc", ())), "msg": msg,
-                       "type": err.get("type", "invalid"), "loc": list(err.get("loc", ()))})
+            msg = msg[len("Value error, ") :]
+        detail.append(
+            {
+                "field": _field(err.get("loc", ())),
+                "msg": msg,
+                "type": err.get("type", "invalid"),
+                "loc": list(err.get("loc", ())),
+            }
+        )
     message = "; ".join(f"{d['field']}: {d['msg']}" for d in detail)
     return JSONResponse({"detail": detail, "message": message}, status_code=422)
 
@@ -32,8 +40,13 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
     """A number the database cannot hold (a route without a bound on it): the client's fault."""
     msg = "a value in the request is out of range for the database (ids are 64-bit)"
-    return JSONResponse({"detail": [{"field": "query", "msg": msg, "type": "out_of_range",
-                                     "loc": []}], "message": msg}, status_code=422)
+    return JSONResponse(
+        {
+            "detail": [{"field": "query", "msg": msg, "type": "out_of_range", "loc": []}],
+            "message": msg,
+        },
+        status_code=422,
+    )
 
 
 async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:

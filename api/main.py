@@ -6,11 +6,9 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api import auth, errors
-from api.middleware import LimitBody, LimitInflight
-from api.routes import experiments, health
 from api.dashboard import pages as dashboard
-from api.routes import events
-from api.routes import presets, sweeps
+from api.middleware import LimitBody, LimitInflight
+from api.routes import events, experiments, health, presets, sweeps
 from core.settings import get_settings
 
 log = logging.getLogger("labq.api")
@@ -19,8 +17,9 @@ log = logging.getLogger("labq.api")
 def create_app() -> FastAPI:
     settings = get_settings()
     # /docs and /redoc with their assets served by labq itself: no CDN, works offline.
-    app = FastAPIOffline(title="labq", version="0.1.0",
-                         description="A job queue for Keras experiments on MNIST.")
+    app = FastAPIOffline(
+        title="labq", version="0.1.0", description="A job queue for Keras experiments on MNIST."
+    )
     errors.install(app)
     auth.install(app, settings)
 

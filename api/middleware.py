@@ -20,9 +20,13 @@ class LimitBody:
         self.app, self.max_bytes = app, max_bytes
 
     def _refusal(self) -> JSONResponse:
-        return JSONResponse({"detail": f"body larger than {self.max_bytes} bytes",
-                             "message": f"body larger than {self.max_bytes} bytes"},
-                            status_code=413)
+        return JSONResponse(
+            {
+                "detail": f"body larger than {self.max_bytes} bytes",
+                "message": f"body larger than {self.max_bytes} bytes",
+            },
+            status_code=413,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

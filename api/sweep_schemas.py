@@ -14,11 +14,17 @@ from db.models import Experiment, Sweep
 
 # Summary columns: name -> Experiment attribute.
 METRICS = {
-    "final_val_accuracy": "val_accuracy", "best_val_accuracy": "best_val_accuracy",
-    "final_val_loss": "val_loss", "best_val_loss": "best_val_loss",
-    "train_accuracy": "train_accuracy", "train_loss": "train_loss",
-    "test_accuracy": "test_accuracy", "test_loss": "test_loss",
-    "train_seconds": "train_seconds", "params": "params", "epochs_run": "epochs_done",
+    "final_val_accuracy": "val_accuracy",
+    "best_val_accuracy": "best_val_accuracy",
+    "final_val_loss": "val_loss",
+    "best_val_loss": "best_val_loss",
+    "train_accuracy": "train_accuracy",
+    "train_loss": "train_loss",
+    "test_accuracy": "test_accuracy",
+    "test_loss": "test_loss",
+    "train_seconds": "train_seconds",
+    "params": "params",
+    "epochs_run": "epochs_done",
 }
 
 
@@ -105,20 +111,37 @@ def sweep_status(counts: Counter) -> str:
 
 
 def summary(sweep: Sweep, counts: Counter) -> SweepSummary:
-    return SweepSummary(id=sweep.id, name=sweep.name, preset=sweep.preset, repeats=sweep.repeats,
-                        created_at=sweep.created_at, status=sweep_status(counts),
-                        counts=dict(counts), children_total=sum(counts.values()),
-                        url=f"/sweeps/{sweep.id}")
+    return SweepSummary(
+        id=sweep.id,
+        name=sweep.name,
+        preset=sweep.preset,
+        repeats=sweep.repeats,
+        created_at=sweep.created_at,
+        status=sweep_status(counts),
+        counts=dict(counts),
+        children_total=sum(counts.values()),
+        url=f"/sweeps/{sweep.id}",
+    )
 
 
 def child_row(sweep: Sweep, exp: Experiment) -> ChildRow:
     config = {p: get_path(exp.spec, p) for p in sweep.grid}
     values = {name: getattr(exp, attr) for name, attr in METRICS.items()}
-    return ChildRow(id=exp.id, name=exp.name, status=exp.status, config_key=exp.config_key,
-                    config=config, label=label(config), seed=exp.spec.get("seed"),
-                    epochs_done=exp.epochs_done, epochs_total=exp.epochs_total,
-                    diverged=exp.diverged, error=exp.error, url=f"/experiments/{exp.id}",
-                    **values)
+    return ChildRow(
+        id=exp.id,
+        name=exp.name,
+        status=exp.status,
+        config_key=exp.config_key,
+        config=config,
+        label=label(config),
+        seed=exp.spec.get("seed"),
+        epochs_done=exp.epochs_done,
+        epochs_total=exp.epochs_total,
+        diverged=exp.diverged,
+        error=exp.error,
+        url=f"/experiments/{exp.id}",
+        **values,
+    )
 
 
 def stat(values: list[float]) -> Stat:
@@ -138,11 +161,17 @@ def config_rows(rows: list[ChildRow]) -> list[ConfigRow]:
     out = []
     for key, group in groups.items():
         done = [r for r in group if r.status == SUCCEEDED]
-        out.append(ConfigRow(
-            config_key=key, label=group[0].label, config=group[0].config,
-            children=[r.id for r in group], succeeded=len(done),
-            diverged=sum(r.diverged for r in group),
-            stats={m: stat([getattr(r, m) for r in done]) for m in METRICS}))
+        out.append(
+            ConfigRow(
+                config_key=key,
+                label=group[0].label,
+                config=group[0].config,
+                children=[r.id for r in group],
+                succeeded=len(done),
+                diverged=sum(r.diverged for r in group),
+                stats={m: stat([getattr(r, m) for r in done]) for m in METRICS},
+            )
+        )
     return out
 
 
@@ -150,8 +179,17 @@ def public(sweep: Sweep, exps: list[Experiment], counts: Counter) -> SweepPublic
     rows = [child_row(sweep, e) for e in exps]
     base = f"/sweeps/{sweep.id}"
     return SweepPublic(
-        **summary(sweep, counts).model_dump(), base=sweep.base, grid=sweep.grid,
-        epochs_done=sum(e.epochs_done for e in exps), epochs_total=sum(e.epochs_total for e in exps),
-        children=rows, configs=config_rows(rows),
-        links={"self": base, "compare_png": f"{base}/compare.png",
-               "results_csv": f"{base}/results.csv", "cancel": f"{base}/cancel"})
+        **summary(sweep, counts).model_dump(),
+        base=sweep.base,
+        grid=sweep.grid,
+        epochs_done=sum(e.epochs_done for e in exps),
+        epochs_total=sum(e.epochs_total for e in exps),
+        children=rows,
+        configs=config_rows(rows),
+        links={
+            "self": base,
+            "compare_png": f"{base}/compare.png",
+            "results_csv": f"{base}/results.csv",
+            "cancel": f"{base}/cancel",
+        },
+    )

@@ -9,7 +9,7 @@ throw-away embedded stack and measures pickup latency, the API under load and qu
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,45 +21,97 @@ CASE_NAMES = ["b128", "lab12", "b1", "b10000"]
 
 
 def _train_table(report: dict) -> Table:
-    t = Table(title=f"notebook model.fit vs labq engine on {report['device']} "
-                    f"(matmul {report['matmul_gflops']:.0f} GFLOP/s, jit={report['jit']})")
-    for col in ("case", "seed", "model", "batch", "epochs", "notebook s", "labq s", "speed-up",
-                "nb val_acc", "labq val_acc", "floor s", "labq/floor", "xla"):
+    t = Table(
+        title=f"notebook model.fit vs labq engine on {report['device']} "
+        f"(matmul {report['matmul_gflops']:.0f} GFLOP/s, jit={report['jit']})"
+    )
+    for col in (
+        "case",
+        "seed",
+        "model",
+        "batch",
+        "epochs",
+        "notebook s",
+        "labq s",
+        "speed-up",
+        "nb val_acc",
+        "labq val_acc",
+        "floor s",
+        "labq/floor",
+        "xla",
+    ):
         t.add_column(col, justify="left" if col in ("case", "model") else "right")
     for r in report["rows"]:
-        t.add_row(r["case"], str(r["seed"]), r["architecture"], str(r["batch_size"]),
-                  str(r["epochs"]), f"{r['notebook_seconds']:.2f}", f"{r['engine_seconds']:.2f}",
-                  f"{r['speedup']:.2f}x", f"{r['notebook_val_accuracy']:.4f}",
-                  f"{r['engine_val_accuracy']:.4f}", f"{r['floor_seconds']:.2f}",
-                  f"{r['engine_over_floor']:.1f}x", "on" if r["jit"] else "off")
+        t.add_row(
+            r["case"],
+            str(r["seed"]),
+            r["architecture"],
+            str(r["batch_size"]),
+            str(r["epochs"]),
+            f"{r['notebook_seconds']:.2f}",
+            f"{r['engine_seconds']:.2f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['notebook_val_accuracy']:.4f}",
+            f"{r['engine_val_accuracy']:.4f}",
+            f"{r['floor_seconds']:.2f}",
+            f"{r['engine_over_floor']:.1f}x",
+            "on" if r["jit"] else "off",
+        )
     return t
 
 
 def bench(
-    quick: Annotated[bool, typer.Option(help="small cases (a smoke run well under a minute)")] = False,
-    cases: Annotated[str, typer.Option(help="comma-separated: b128, lab12, b1, b10000")] = ",".join(CASE_NAMES),
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds; each case runs once per seed")] = "1",
-    gpu: Annotated[bool, typer.Option(help="train on GPU 0 (both ways); fails if there is none")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="small cases (a smoke run well under a minute)")
+    ] = False,
+    cases: Annotated[str, typer.Option(help="comma-separated: b128, lab12, b1, b10000")] = ",".join(
+        CASE_NAMES
+    ),
+    seeds: Annotated[
+        str, typer.Option(help="comma-separated seeds; each case runs once per seed")
+    ] = "1",
+    gpu: Annotated[
+        bool, typer.Option(help="train on GPU 0 (both ways); fails if there is none")
+    ] = False,
     jit: Annotated[str, typer.Option(help="engine XLA: auto (labq's rule), on or off")] = "auto",
-    service: Annotated[bool, typer.Option("--service", "--api",
-                                          help="measure the service instead: pickup latency, "
-                                               "API under load, queue throughput")] = False,
-    clients: Annotated[int, typer.Option(help="--service: concurrent polling clients (0: skip)")] = 200,
+    service: Annotated[
+        bool,
+        typer.Option(
+            "--service",
+            "--api",
+            help="measure the service instead: pickup latency, API under load, queue throughput",
+        ),
+    ] = False,
+    clients: Annotated[
+        int, typer.Option(help="--service: concurrent polling clients (0: skip)")
+    ] = 200,
     duration: Annotated[float, typer.Option(help="--service: seconds of polling load")] = 30.0,
-    jobs: Annotated[int, typer.Option(help="--service: tiny jobs for the throughput test, "
-                                           "run with 1 then 2 worker processes (0: skip)")] = 1000,
-    pickups: Annotated[int, typer.Option(help="--service: tiny jobs timed one by one for "
-                                              "the pickup latency (0: skip)")] = 20,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the figures here")] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="--service: tiny jobs for the throughput test, "
+            "run with 1 then 2 worker processes (0: skip)"
+        ),
+    ] = 1000,
+    pickups: Annotated[
+        int,
+        typer.Option(help="--service: tiny jobs timed one by one for the pickup latency (0: skip)"),
+    ] = 20,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures here")
+    ] = None,
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
     if service:
         from cli.bench_service import run_service, service_tables
 
-        report = run_service(clients=max(0, min(clients, 1000)),
-                             duration=max(1.0, min(duration, 600.0)),
-                             jobs=max(0, min(jobs, 5000)), pickups=max(0, min(pickups, 1000)),
-                             log=console.print)
+        report = run_service(
+            clients=max(0, min(clients, 1000)),
+            duration=max(1.0, min(duration, 600.0)),
+            jobs=max(0, min(jobs, 5000)),
+            pickups=max(0, min(pickups, 1000)),
+            log=console.print,
+        )
         for table in service_tables(report):
             console.print(table)
     else:
@@ -74,7 +126,7 @@ def bench(
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
             console.print("[red]--seeds: comma-separated integers")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         if jit not in ("auto", "on", "off"):
             console.print("[red]--jit: auto, on or off")
             raise typer.Exit(2)
@@ -82,14 +134,16 @@ def bench(
         from worker.engine.bench import run
 
         def progress(row) -> None:
-            console.print(f"{row.case} seed {row.seed}: notebook {row.notebook_seconds:.2f}s, "
-                          f"labq {row.engine_seconds:.2f}s ({row.speedup:.2f}x)")
+            console.print(
+                f"{row.case} seed {row.seed}: notebook {row.notebook_seconds:.2f}s, "
+                f"labq {row.engine_seconds:.2f}s ({row.speedup:.2f}x)"
+            )
 
         try:
             report = run(names, seed_list or [1], quick, gpu, on_row=progress)
         except RuntimeError as exc:
             console.print(f"[red]{exc}")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         console.print(_train_table(report))
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))

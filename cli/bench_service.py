@@ -20,6 +20,7 @@ import tempfile
 import time
 import traceback
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -92,9 +93,11 @@ def _ts(v: str) -> float:
 def requests_idle(bc: BenchClient, exp_id: int, n: int = 100) -> dict:
     """Median time of single requests one after another (nothing else asking), in ms."""
     out = {}
-    for label, path in (("GET /experiments/{id}", f"/experiments/{exp_id}"),
-                        ("GET /experiments?limit=50", "/experiments?limit=50"),
-                        ("GET /health", "/health")):
+    for label, path in (
+        ("GET /experiments/{id}", f"/experiments/{exp_id}"),
+        ("GET /experiments?limit=50", "/experiments?limit=50"),
+        ("GET /health", "/health"),
+    ):
         times = []
         for _ in range(n if path != "/health" else 20):
             t0 = time.perf_counter()
@@ -118,10 +121,13 @@ def pickup(bc: BenchClient, n: int) -> dict:
         tail.append((time.perf_counter() - t_last) * 1000)
         server.append((_ts(e["started_at"]) - _ts(e["created_at"])) * 1000)
     med = statistics.median
-    return {"jobs": n, "post_to_running_ms_server": med(server),
-            "post_to_running_ms_client": med(client),
-            "last_epoch_to_succeeded_ms_client": med(tail),
-            "post_to_running_ms_server_max": max(server)}
+    return {
+        "jobs": n,
+        "post_to_running_ms_server": med(server),
+        "post_to_running_ms_client": med(client),
+        "last_epoch_to_succeeded_ms_client": med(tail),
+        "post_to_running_ms_server_max": max(server),
+    }
 
 
 def load(stack: LiveStack, bc: BenchClient, clients: int, duration: float) -> dict:
@@ -129,8 +135,9 @@ def load(stack: LiveStack, bc: BenchClient, clients: int, duration: float) -> di
     try:
         bc.wait(exp_id, lambda e: e["status"] == "running", every=0.05)
         paths = [f"/experiments/{exp_id}", "/experiments?limit=50"]
-        result = asyncio.run(run_load("127.0.0.1", stack.port, paths, clients, duration,
-                                      timeout=REQUEST_TIMEOUT)).summary()
+        result = asyncio.run(
+            run_load("127.0.0.1", stack.port, paths, clients, duration, timeout=REQUEST_TIMEOUT)
+        ).summary()
         t0 = time.perf_counter()
         after = bc.read(f"/experiments/{exp_id}")  # retried: the API may still be catching up
         result["first_request_after_load_ms"] = (time.perf_counter() - t0) * 1000
@@ -160,8 +167,10 @@ def throughput(bc: BenchClient, jobs: int, log=print, label: str = "") -> dict:
         if total >= shown + step or total >= jobs:
             shown = total
             el = time.perf_counter() - t0
-            log(f"throughput{label}: {total}/{jobs} finished ({done['failed']} failed) in "
-                f"{el:.0f} s, {total / el:.2f} jobs/s")
+            log(
+                f"throughput{label}: {total}/{jobs} finished ({done['failed']} failed) in "
+                f"{el:.0f} s, {total / el:.2f} jobs/s"
+            )
         if total >= jobs:
             break
         time.sleep(0.2)
@@ -170,9 +179,16 @@ def throughput(bc: BenchClient, jobs: int, log=print, label: str = "") -> dict:
     if done["failed"]:
         page = bc.read("/experiments", status="failed", limit=5)
         errors = [f"{i['id']}: {bc.read(i['url']).get('error')}" for i in page["items"]]
-    return {"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds, "post_seconds": posted,
-            "succeeded": done["succeeded"], "failed": done["failed"],
-            "cancelled": done["cancelled"], "failed_errors": errors}
+    return {
+        "jobs": jobs,
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "post_seconds": posted,
+        "succeeded": done["succeeded"],
+        "failed": done["failed"],
+        "cancelled": done["cancelled"],
+        "failed_errors": errors,
+    }
 
 
 def _guarded(report: dict, key: str, fn, log) -> None:
@@ -185,8 +201,14 @@ def _guarded(report: dict, key: str, fn, log) -> None:
         log(f"[red]{key} failed: {report[key]['error']}\n{traceback.format_exc(limit=3)}")
 
 
-def run_service(clients: int, duration: float, jobs: int, pickups: int = 20, log=print,
-                worker_counts: tuple[int, ...] = (1, 2)) -> dict:
+def run_service(
+    clients: int,
+    duration: float,
+    jobs: int,
+    pickups: int = 20,
+    log=print,
+    worker_counts: tuple[int, ...] = (1, 2),
+) -> dict:
     """One stack per entry of `worker_counts` (worker processes); the first one also measures
     single requests, pickup and the load."""
     report: dict = {}
@@ -206,17 +228,22 @@ def run_service(clients: int, duration: float, jobs: int, pickups: int = 20, log
                 for warm in warm_ids:
                     bc.wait(warm, _finished, every=0.05)
                 if k == 0:
-                    _guarded(report, "requests", lambda: requests_idle(bc, warm), log)
+                    _guarded(report, "requests", partial(requests_idle, bc, warm), log)
                     if pickups:
-                        _guarded(report, "pickup", lambda: pickup(bc, pickups), log)
+                        _guarded(report, "pickup", partial(pickup, bc, pickups), log)
                     if clients:
-                        _guarded(report, "load", lambda: load(stack, bc, clients, duration), log)
+                        _guarded(report, "load", partial(load, stack, bc, clients, duration), log)
                 if jobs:
-                    _guarded(report, f"throughput_{workers}",
-                             lambda: throughput(bc, jobs, log, f", {workers} worker(s)"), log)
+                    _guarded(
+                        report,
+                        f"throughput_{workers}",
+                        partial(throughput, bc, jobs, log, f", {workers} worker(s)"),
+                        log,
+                    )
             except Exception as exc:
                 report.setdefault("stack_errors", []).append(
-                    f"{workers} worker(s): {type(exc).__name__}: {str(exc)[:2000]}")
+                    f"{workers} worker(s): {type(exc).__name__}: {str(exc)[:2000]}"
+                )
                 log(f"[red]stack with {workers} worker(s) failed: {exc}")
             finally:
                 if bc:
@@ -245,21 +272,30 @@ def service_tables(report: dict) -> list[Table]:
     tables.append(t0)
 
     p = report.get("pickup")
-    t1 = Table(title=f"pickup, warm worker (median of {p.get('jobs', '?') if p else '?'} tiny jobs)")
+    t1 = Table(
+        title=f"pickup, warm worker (median of {p.get('jobs', '?') if p else '?'} tiny jobs)"
+    )
     t1.add_column("measure")
     t1.add_column("ms", justify="right")
     if _failed(p):
         t1.add_row("not measured", _failed(p))
     else:
-        t1.add_row("POST -> running (started_at - created_at)", f"{p['post_to_running_ms_server']:.1f}")
+        t1.add_row(
+            "POST -> running (started_at - created_at)", f"{p['post_to_running_ms_server']:.1f}"
+        )
         t1.add_row("POST -> running (client, 5 ms polls)", f"{p['post_to_running_ms_client']:.1f}")
-        t1.add_row("last epoch -> succeeded (client)", f"{p['last_epoch_to_succeeded_ms_client']:.1f}")
+        t1.add_row(
+            "last epoch -> succeeded (client)", f"{p['last_epoch_to_succeeded_ms_client']:.1f}"
+        )
     tables.append(t1)
 
     lo = report.get("load")
-    title = (f"API under load: {lo['clients']} clients for {lo['seconds']:.0f} s, training "
-             f"{'running' if lo.get('training_during_load') else 'NOT running at the end'}"
-             if lo and not _failed(lo) else "API under load")
+    title = (
+        f"API under load: {lo['clients']} clients for {lo['seconds']:.0f} s, training "
+        f"{'running' if lo.get('training_during_load') else 'NOT running at the end'}"
+        if lo and not _failed(lo)
+        else "API under load"
+    )
     t2 = Table(title=title)
     for col in ("requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"):
         t2.add_column(col, justify="right")
@@ -268,9 +304,15 @@ def service_tables(report: dict) -> list[Table]:
     else:
         f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         kinds = ", ".join(f"{k}: {v}" for k, v in lo["error_kinds"].items())
-        t2.add_row(str(lo["requests"]), f"{lo['requests_per_s']:.0f}", f(lo["p50_ms"]),
-                   f(lo["p90_ms"]), f(lo["p99_ms"]), f(lo["max_ms"]),
-                   f"{lo['errors']}" + (f" ({kinds})" if kinds else ""))
+        t2.add_row(
+            str(lo["requests"]),
+            f"{lo['requests_per_s']:.0f}",
+            f(lo["p50_ms"]),
+            f(lo["p90_ms"]),
+            f(lo["p99_ms"]),
+            f(lo["max_ms"]),
+            f"{lo['errors']}" + (f" ({kinds})" if kinds else ""),
+        )
     tables.append(t2)
 
     t3 = Table(title="queue throughput, tiny jobs (100 images, 1 epoch)")
@@ -282,8 +324,14 @@ def service_tables(report: dict) -> list[Table]:
         if _failed(t):
             t3.add_row(str(n), "not measured", "", "", "", _failed(t))
         else:
-            t3.add_row(str(n), str(t["jobs"]), f"{t['seconds']:.1f}", f"{t['jobs_per_s']:.2f}",
-                       str(t["succeeded"]), str(t["failed"]))
+            t3.add_row(
+                str(n),
+                str(t["jobs"]),
+                f"{t['seconds']:.1f}",
+                f"{t['jobs_per_s']:.2f}",
+                str(t["succeeded"]),
+                str(t["failed"]),
+            )
     tables.append(t3)
     for n in counts:
         for err in (report.get(f"throughput_{n}") or {}).get("failed_errors", []):

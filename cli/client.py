@@ -27,8 +27,10 @@ def call(method: str, path: str, **kw) -> httpx.Response:
         with client() as c:
             resp = c.request(method, path, **kw)
     except httpx.ConnectError:
-        typer.secho(f"cannot reach labq at {base_url()} (is `labq up` running?)", fg="red", err=True)
-        raise typer.Exit(2)
+        typer.secho(
+            f"cannot reach labq at {base_url()} (is `labq up` running?)", fg="red", err=True
+        )
+        raise typer.Exit(2) from None
     if resp.status_code >= 400:
         try:
             body = resp.json()
@@ -46,4 +48,4 @@ def read_json(path: Path):
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         typer.secho(f"{path}: not valid JSON: {exc}", fg="red", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None

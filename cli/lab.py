@@ -10,7 +10,9 @@ from rich.console import Console
 from cli.client import base_url, call
 from cli.sweeps import follow
 
-app = typer.Typer(no_args_is_help=True, help="The MNIST lab: its sections as presets, and a report.")
+app = typer.Typer(
+    no_args_is_help=True, help="The MNIST lab: its sections as presets, and a report."
+)
 console = Console()
 
 RUNNABLE = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12)
@@ -22,7 +24,7 @@ def parse_sections(text: str | None) -> list[int]:
     try:
         wanted = sorted({int(p) for p in text.split(",") if p.strip()})
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected section numbers such as 1,3,12")
+        raise typer.BadParameter(f"{text!r}: expected section numbers such as 1,3,12") from None
     bad = [n for n in wanted if n not in range(1, 13)]
     if bad:
         raise typer.BadParameter(f"no section {bad[0]}: the lab has sections 1 to 12")
@@ -37,20 +39,27 @@ def preset_for(presets: list[dict], section: int, batch1: str) -> dict | None:
 
 
 @app.command()
-def run(sections: Annotated[str | None, typer.Option(help="e.g. 1,3,12 (default: all)")] = None,
-        repeats: Annotated[int, typer.Option(min=1, max=50, help="seeds per configuration")] = 1,
-        batch1: Annotated[str, typer.Option(help="section 7: 'short' (6,000 images) or 'full' "
-                                                 "(the notebook's ~30 min per run)")] = "short",
-        train_samples: Annotated[int | None, typer.Option(help="override: first N images")] = None,
-        epochs: Annotated[int | None, typer.Option(help="override the epochs of every run")] = None,
-        follow_runs: Annotated[bool, typer.Option("--follow/--no-follow")] = True):
+def run(
+    sections: Annotated[str | None, typer.Option(help="e.g. 1,3,12 (default: all)")] = None,
+    repeats: Annotated[int, typer.Option(min=1, max=50, help="seeds per configuration")] = 1,
+    batch1: Annotated[
+        str,
+        typer.Option(
+            help="section 7: 'short' (6,000 images) or 'full' (the notebook's ~30 min per run)"
+        ),
+    ] = "short",
+    train_samples: Annotated[int | None, typer.Option(help="override: first N images")] = None,
+    epochs: Annotated[int | None, typer.Option(help="override the epochs of every run")] = None,
+    follow_runs: Annotated[bool, typer.Option("--follow/--no-follow")] = True,
+):
     """Queue the chosen sections as sweeps and follow them with a progress bar."""
     if batch1 not in ("short", "full"):
         raise typer.BadParameter("--batch1 is 'short' or 'full'")
     wanted = parse_sections(sections)
     presets = call("GET", "/presets").json()
-    overrides = {k: v for k, v in {"train_samples": train_samples, "epochs": epochs}.items()
-                 if v is not None}
+    overrides = {
+        k: v for k, v in {"train_samples": train_samples, "epochs": epochs}.items() if v is not None
+    }
     ids = []
     for number in wanted:
         preset = preset_for(presets, number, batch1)
@@ -61,28 +70,37 @@ def run(sections: Annotated[str | None, typer.Option(help="e.g. 1,3,12 (default:
         holdout = (preset["base"].get("validation") or {}) if train_samples else {}
         if isinstance(holdout, dict) and holdout.get("holdout", 0) >= (train_samples or 0) > 1:
             body["overrides"]["validation.holdout"] = max(1, train_samples // 10)
-            console.print(f"section {number}: hold-out scaled to a tenth of --train-samples "
-                          f"({body['overrides']['validation.holdout']} images)")
+            console.print(
+                f"section {number}: hold-out scaled to a tenth of --train-samples "
+                f"({body['overrides']['validation.holdout']} images)"
+            )
         r = call("POST", f"/presets/{preset['name']}/run", json=body).json()
         ids.append(r["id"])
-        console.print(f"section {number}: {preset['name']} -> sweep {r['id']} "
-                      f"({len(r['children'])} run(s))")
+        console.print(
+            f"section {number}: {preset['name']} -> sweep {r['id']} ({len(r['children'])} run(s))"
+        )
         if r.get("warning"):
             console.print(f"[yellow]{r['warning']}")
     if follow_runs and ids:
         sweeps = follow(ids)
         failed = sum(s["counts"].get("failed", 0) for s in sweeps)
-        console.print(f"done: {len(ids)} sweep(s)" + (f", [red]{failed} failed run(s)" if failed
-                                                      else ""))
+        console.print(
+            f"done: {len(ids)} sweep(s)" + (f", [red]{failed} failed run(s)" if failed else "")
+        )
         console.print("next: `labq lab report`")
 
 
 @app.command()
-def report(out: Annotated[Path, typer.Option(help="folder for report.md and its PNGs")] =
-           Path("lab-report"),
-           sections: Annotated[str | None, typer.Option(help="e.g. 1,3,12 (default: all)")] = None,
-           sweep: Annotated[list[str] | None, typer.Option(
-               help="SECTION=SWEEP_ID to pick a sweep (default: the newest of the section)")] = None):
+def report(
+    out: Annotated[Path, typer.Option(help="folder for report.md and its PNGs")] = Path(
+        "lab-report"
+    ),
+    sections: Annotated[str | None, typer.Option(help="e.g. 1,3,12 (default: all)")] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help="SECTION=SWEEP_ID to pick a sweep (default: the newest of the section)"),
+    ] = None,
+):
     """Write the lab report (Markdown + PNGs) from the API: published vs measured numbers,
     answers to the lab's questions, figures."""
     import httpx
@@ -95,15 +113,17 @@ def report(out: Annotated[Path, typer.Option(help="folder for report.md and its 
             sec, sid = item.split("=")
             chosen[int(sec)] = int(sid)
         except ValueError:
-            raise typer.BadParameter(f"--sweep {item!r}: expected SECTION=SWEEP_ID, e.g. 1=4")
+            raise typer.BadParameter(
+                f"--sweep {item!r}: expected SECTION=SWEEP_ID, e.g. 1=4"
+            ) from None
     wanted = parse_sections(sections) if sections else None
     try:
         path = build_report(base_url(), out, wanted, chosen or None, os.environ.get("LABQ_TOKEN"))
     except httpx.ConnectError:
         console.print(f"[red]cannot reach labq at {base_url()} (is `labq up` running?)")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except httpx.HTTPStatusError as exc:
         console.print(f"[red]error {exc.response.status_code} from {exc.request.url}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     pngs = len(list(out.rglob("*.png")))
     console.print(f"report: {path} ({pngs} figure(s))")

@@ -40,8 +40,13 @@ class LiveStack:
     @property
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(LABQ_DATA_DIR=str(self.data_dir), LABQ_PORT=str(self.port),
-                   LABQ_REDIS_PORT=str(self.redis_port), PYTHONUNBUFFERED="1", **self.extra_env)
+        env.update(
+            LABQ_DATA_DIR=str(self.data_dir),
+            LABQ_PORT=str(self.port),
+            LABQ_REDIS_PORT=str(self.redis_port),
+            PYTHONUNBUFFERED="1",
+            **self.extra_env,
+        )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         if self.redis_url:
@@ -59,8 +64,14 @@ class LiveStack:
         if self.concurrency != 1:
             argv += ["--concurrency", str(self.concurrency)]
         with open(self.data_dir / "up.log", "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -27,11 +27,13 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes]) 
                 return
 
 
-async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
-              path: str) -> int:
+async def get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str
+) -> int:
     """One GET on an open keep-alive connection; returns the status code."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"
-                 .encode())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
+    )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -56,14 +58,23 @@ class LoadResult:
     def summary(self) -> dict:
         lat = sorted(self.latencies_ms)
         q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else (lambda p: None)
-        return {"clients": self.clients, "seconds": self.seconds, "requests": len(lat),
-                "errors": sum(self.errors.values()), "error_kinds": dict(self.errors),
-                "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99),
-                "max_ms": lat[-1] if lat else None, "requests_per_s": len(lat) / self.seconds}
+        return {
+            "clients": self.clients,
+            "seconds": self.seconds,
+            "requests": len(lat),
+            "errors": sum(self.errors.values()),
+            "error_kinds": dict(self.errors),
+            "p50_ms": q(0.50),
+            "p90_ms": q(0.90),
+            "p99_ms": q(0.99),
+            "max_ms": lat[-1] if lat else None,
+            "requests_per_s": len(lat) / self.seconds,
+        }
 
 
-async def run_load(host: str, port: int, paths: list[str], clients: int, seconds: float,
-                   timeout: float = 10.0) -> LoadResult:
+async def run_load(
+    host: str, port: int, paths: list[str], clients: int, seconds: float, timeout: float = 10.0
+) -> LoadResult:
     """`clients` connections cycling through `paths` for `seconds`; a request in flight at the
     end is awaited (up to `timeout`) and counted."""
     result = LoadResult(clients, seconds)
@@ -82,7 +93,9 @@ async def run_load(host: str, port: int, paths: list[str], clients: int, seconds
                 if status != 200:
                     result.errors[f"HTTP {status}"] += 1
             except Exception as exc:  # counted, never fatal: the next request reconnects
-                result.errors["timeout" if isinstance(exc, TimeoutError) else type(exc).__name__] += 1
+                result.errors[
+                    "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                ] += 1
                 if conn is not None:
                     conn[1].close()
                 conn = None

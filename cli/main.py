@@ -5,16 +5,17 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli import lab as lab_cli, sweeps as sweeps_cli
-from cli import tokens as tokens_cli
 from cli import bench as bench_cli
+from cli import lab as lab_cli
+from cli import sweeps as sweeps_cli
+from cli import tokens as tokens_cli
 from cli.client import call, read_json
 from core.constants import FINISHED
 from core.settings import get_settings
@@ -28,8 +29,10 @@ console = Console()
 
 
 @app.command()
-def up(concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
-       host: Annotated[Optional[str], typer.Option(help="API bind address (LABQ_HOST)")] = None):
+def up(
+    concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
+    host: Annotated[str | None, typer.Option(help="API bind address (LABQ_HOST)")] = None,
+):
     """Start the embedded stack: Redis, SQLite (migrated), one Celery worker and the API."""
     from cli.stack import Stack
     from db.migrate import upgrade
@@ -51,7 +54,9 @@ def up(concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
     try:
         if settings.embedded_redis:
             stack.start_redis()
-            console.print(f"redis    127.0.0.1:{settings.redis_port} (AOF in {settings.data_dir}/redis)")
+            console.print(
+                f"redis    127.0.0.1:{settings.redis_port} (AOF in {settings.data_dir}/redis)"
+            )
         upgrade()
         console.print(f"database {settings.db_url.split('@')[-1]} (migrated)")
         stack.start_worker(concurrency)
@@ -79,16 +84,31 @@ def api():
 
 
 @app.command()
-def worker(gpu: Annotated[Optional[int], typer.Option(help="pin this worker to GPU N")] = None,
-           concurrency: Annotated[int, typer.Option(help="pool processes")] = 1):
+def worker(
+    gpu: Annotated[int | None, typer.Option(help="pin this worker to GPU N")] = None,
+    concurrency: Annotated[int, typer.Option(help="pool processes")] = 1,
+):
     """Run a Celery worker (one per GPU; TensorFlow is imported in its child processes only)."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     from worker.celery_app import app as celery_app
 
     name = f"labq-gpu{gpu}" if gpu is not None else "labq"
-    celery_app.worker_main(["worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
-                            "--pool", "prefork", "-Q", "labq", "-n", f"{name}@%h"])
+    celery_app.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "-Q",
+            "labq",
+            "-n",
+            f"{name}@%h",
+        ]
+    )
 
 
 @app.command()
@@ -119,16 +139,22 @@ def status(experiment_id: int):
     """Show an experiment: status, timings, metrics, layer shapes."""
     e = call("GET", f"/experiments/{experiment_id}").json()
     console.print(f"[bold]#{e['id']} {e['name']}[/]  {e['architecture']}  \\[{e['status']}]")
-    console.print(f"epochs {e['epochs_done']}/{e['epochs_total']}  queue {_fmt(e['queue_seconds'], '.2f')}s"
-                  f"  build {_fmt(e['build_seconds'], '.2f')}s  train {_fmt(e['train_seconds'], '.2f')}s")
+    console.print(
+        f"epochs {e['epochs_done']}/{e['epochs_total']}  queue {_fmt(e['queue_seconds'], '.2f')}s"
+        f"  build {_fmt(e['build_seconds'], '.2f')}s  train {_fmt(e['train_seconds'], '.2f')}s"
+    )
     for split in ("train", "val", "test"):
         m = e[split]
         console.print(f"{split:>5}: accuracy {_fmt(m['accuracy'])}  loss {_fmt(m['loss'])}")
     if e["layers"]:
         t = Table("layer", "kernel", "bias", "params")
-        for l in e["layers"]:
-            t.add_row(l["name"], str(l["kernel_shape"] or "-"), str(l["bias_shape"] or "-"),
-                      str(l["params"]))
+        for lyr in e["layers"]:
+            t.add_row(
+                lyr["name"],
+                str(lyr["kernel_shape"] or "-"),
+                str(lyr["bias_shape"] or "-"),
+                str(lyr["params"]),
+            )
         console.print(t)
     if e["error"]:
         console.print(f"[red]error: {e['error']}")
@@ -137,37 +163,53 @@ def status(experiment_id: int):
 @app.command()
 def watch(experiment_id: int, interval: float = 0.5):
     """Follow an experiment with a progress bar per epoch, then print its final line."""
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[metrics]}"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=console) as progress:
         task = None
         while True:
             e = call("GET", f"/experiments/{experiment_id}").json()
-            metrics = f"val_acc {_fmt(e['val']['accuracy'])}" if e["val"]["accuracy"] else e["status"]
+            metrics = (
+                f"val_acc {_fmt(e['val']['accuracy'])}" if e["val"]["accuracy"] else e["status"]
+            )
             if task is None:
-                task = progress.add_task(f"#{e['id']} {e['name']}", total=e["epochs_total"],
-                                         metrics=metrics)
+                task = progress.add_task(
+                    f"#{e['id']} {e['name']}", total=e["epochs_total"], metrics=metrics
+                )
             progress.update(task, completed=e["epochs_done"], metrics=metrics)
             if e["status"] in FINISHED:
                 break
             time.sleep(interval)
-    console.print(f"#{e['id']} {e['status']}: val_accuracy {_fmt(e['val']['accuracy'])} "
-                  f"test_accuracy {_fmt(e['test']['accuracy'])} in {_fmt(e['train_seconds'], '.1f')}s"
-                  + (f"  error: {e['error']}" if e["error"] else ""))
+    console.print(
+        f"#{e['id']} {e['status']}: val_accuracy {_fmt(e['val']['accuracy'])} "
+        f"test_accuracy {_fmt(e['test']['accuracy'])} in {_fmt(e['train_seconds'], '.1f')}s"
+        + (f"  error: {e['error']}" if e["error"] else "")
+    )
     if e["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 @app.command("ls")
-def ls(status: Optional[str] = None, name: Optional[str] = None, limit: int = 20):
+def ls(status: str | None = None, name: str | None = None, limit: int = 20):
     """List experiments, newest first."""
     params = {k: v for k, v in {"status": status, "name": name, "limit": limit}.items() if v}
     page = call("GET", "/experiments", params=params).json()
     t = Table("id", "name", "architecture", "status", "epochs", "val_acc", "train s")
     for e in page["items"]:
-        t.add_row(str(e["id"]), e["name"], e["architecture"], e["status"],
-                  f"{e['epochs_done']}/{e['epochs_total']}", _fmt(e["val_accuracy"]),
-                  _fmt(e["train_seconds"], ".1f"))
+        t.add_row(
+            str(e["id"]),
+            e["name"],
+            e["architecture"],
+            e["status"],
+            f"{e['epochs_done']}/{e['epochs_total']}",
+            _fmt(e["val_accuracy"]),
+            _fmt(e["train_seconds"], ".1f"),
+        )
     console.print(t)
     console.print(f"{len(page['items'])} of {page['total']}")
 
@@ -176,7 +218,9 @@ def ls(status: Optional[str] = None, name: Optional[str] = None, limit: int = 20
 def cancel(experiment_id: int):
     """Cancel an experiment (queued: never runs; running: stops at the end of the epoch)."""
     e = call("POST", f"/experiments/{experiment_id}/cancel").json()
-    console.print(f"#{e['id']} {e['status']}" + (" (cancel requested)" if e["cancel_requested"] else ""))
+    console.print(
+        f"#{e['id']} {e['status']}" + (" (cancel requested)" if e["cancel_requested"] else "")
+    )
 
 
 if __name__ == "__main__":

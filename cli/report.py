@@ -10,7 +10,7 @@ figures (compare.png per sweep; history.png and filters.png per configuration; g
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -37,8 +37,11 @@ class Section:
 
     def children(self, config: dict, status: str | None = SUCCEEDED) -> list[dict]:
         ids = set(config["children"])
-        return [c for c in self.sweep["children"]
-                if c["id"] in ids and (status is None or c["status"] == status)]
+        return [
+            c
+            for c in self.sweep["children"]
+            if c["id"] in ids and (status is None or c["status"] == status)
+        ]
 
     def runs(self, config: dict) -> list[list[dict]]:
         """Histories of the configuration's succeeded runs."""
@@ -48,8 +51,10 @@ class Section:
         return Stat.from_api(config["stats"][metric])
 
     def find(self, **config) -> dict | None:
-        return next((c for c in self.configs if all(c["config"].get(k) == v
-                                                    for k, v in config.items())), None)
+        return next(
+            (c for c in self.configs if all(c["config"].get(k) == v for k, v in config.items())),
+            None,
+        )
 
 
 class Api:
@@ -105,23 +110,38 @@ def fetch(api: Api, preset: dict, sweep_id: int, out: Path) -> Section:
 
 def published_table(sec: Section) -> list[str]:
     """Published beside measured, per configuration (mean ± std over repeats)."""
-    lines = ["| configuration | runs | published val acc | measured val acc | published val loss "
-             "| measured val loss | train acc | test acc | published s | measured train s "
-             "| epochs | measured - published |", "|" + "---|" * 12]
+    lines = [
+        "| configuration | runs | published val acc | measured val acc | published val loss "
+        "| measured val loss | train acc | test acc | published s | measured train s "
+        "| epochs | measured - published |",
+        "|" + "---|" * 12,
+    ]
     # The published figures are test-set ones; with a hold-out, compare them with test accuracy.
     holdout = isinstance(sec.sweep["base"].get("validation"), dict)
     for c in sec.configs:
         ref = match_reference(c["config"], sec.preset.get("reference", [])) or {}
         ref_acc = ref.get("val_accuracy", ref.get("final_val_accuracy"))
-        lines.append(" | ".join([
-            f"| {c['label']}", f"{c['succeeded']}/{len(c['children'])}", pct(ref_acc),
-            sec.stat(c, "final_val_accuracy").pct(),
-            num(ref.get("val_loss")), sec.stat(c, "final_val_loss").fmt(".4f"),
-            sec.stat(c, "train_accuracy").pct(),
-            sec.stat(c, "test_accuracy").pct(), num(ref.get("seconds"), ".1f"),
-            sec.stat(c, "train_seconds").fmt(".1f"), sec.stat(c, "epochs_run").fmt(".1f"),
-            versus_published(sec.stat(c, "test_accuracy" if holdout else "final_val_accuracy"),
-                             ref_acc)]) + " |")
+        lines.append(
+            " | ".join(
+                [
+                    f"| {c['label']}",
+                    f"{c['succeeded']}/{len(c['children'])}",
+                    pct(ref_acc),
+                    sec.stat(c, "final_val_accuracy").pct(),
+                    num(ref.get("val_loss")),
+                    sec.stat(c, "final_val_loss").fmt(".4f"),
+                    sec.stat(c, "train_accuracy").pct(),
+                    sec.stat(c, "test_accuracy").pct(),
+                    num(ref.get("seconds"), ".1f"),
+                    sec.stat(c, "train_seconds").fmt(".1f"),
+                    sec.stat(c, "epochs_run").fmt(".1f"),
+                    versus_published(
+                        sec.stat(c, "test_accuracy" if holdout else "final_val_accuracy"), ref_acc
+                    ),
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
@@ -146,10 +166,16 @@ def figures(sec: Section) -> list[str]:
         if not done:
             continue
         i = done[0]["id"]
-        pics = [f"![history {c['label']}]({sec.rel}/history-{i}.png)"
-                for p in [sec.out / f"history-{i}.png"] if p.exists()]
-        pics += [f"![filters {c['label']}]({sec.rel}/filters-{i}.png)"
-                 for p in [sec.out / f"filters-{i}.png"] if p.exists()]
+        pics = [
+            f"![history {c['label']}]({sec.rel}/history-{i}.png)"
+            for p in [sec.out / f"history-{i}.png"]
+            if p.exists()
+        ]
+        pics += [
+            f"![filters {c['label']}]({sec.rel}/filters-{i}.png)"
+            for p in [sec.out / f"filters-{i}.png"]
+            if p.exists()
+        ]
         if pics:
             lines += [f"**{c['label']}** (run #{i}, seed {done[0]['seed']})", "", *pics, ""]
     return lines
@@ -159,24 +185,37 @@ def section_markdown(sec: Section, ctx: dict[int, Section]) -> list[str]:
     from cli.report_sections import answers
 
     p, s = sec.preset, sec.sweep
-    lines = [f"## {p['section']}. {p['title']}", "", f"*The lab asks:* {p['question']}", "",
-             f"Preset `{p['name']}` ({'faithful' if p['faithful'] else 'SHORTENED variant'}): "
-             f"{p['description']}", "",
-             f"Sweep #{s['id']}: {len(s['configs'])} configuration(s) x {s['repeats']} repeat(s), "
-             f"{s['status']} ({', '.join(f'{n} {k}' for k, n in s['counts'].items())}).", ""]
+    lines = [
+        f"## {p['section']}. {p['title']}",
+        "",
+        f"*The lab asks:* {p['question']}",
+        "",
+        f"Preset `{p['name']}` ({'faithful' if p['faithful'] else 'SHORTENED variant'}): "
+        f"{p['description']}",
+        "",
+        f"Sweep #{s['id']}: {len(s['configs'])} configuration(s) x {s['repeats']} repeat(s), "
+        f"{s['status']} ({', '.join(f'{n} {k}' for k, n in s['counts'].items())}).",
+        "",
+    ]
     lines += published_table(sec) + [""]
     failed = [c for c in s["children"] if c["status"] == "failed"]
     if failed:
         lines += [f"**{len(failed)} run(s) failed**, left out of every number below:", ""]
-        lines += [f"- #{c['id']} {c['label']}: {(c['error'] or '').splitlines()[0][:300]}"
-                  for c in failed] + [""]
+        lines += [
+            f"- #{c['id']} {c['label']}: {(c['error'] or '').splitlines()[0][:300]}" for c in failed
+        ] + [""]
     lines += ["### Answers from the data", ""] + answers(sec, ctx) + [""]
     lines += ["### Figures", ""] + figures(sec)
     return lines
 
 
-def build_report(base_url: str, out: Path, sections: list[int] | None = None,
-                 sweeps: dict[int, int] | None = None, token: str | None = None) -> Path:
+def build_report(
+    base_url: str,
+    out: Path,
+    sections: list[int] | None = None,
+    sweeps: dict[int, int] | None = None,
+    token: str | None = None,
+) -> Path:
     """Write `out/report.md` and its PNGs; returns the Markdown file's path."""
     out.mkdir(parents=True, exist_ok=True)
     api = Api(base_url, token)
@@ -188,29 +227,46 @@ def build_report(base_url: str, out: Path, sections: list[int] | None = None,
         if number in chosen:
             preset = next(p for p in presets if p["section"] == number)
             ctx[number] = fetch(api, preset, chosen[number], out)
-    lines = ["# labq lab report: MNIST dense networks, section by section", "",
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from {base_url}.", "",
-             "*Published* numbers are the lab notebook's (transcribed in "
-             "`core/lab2_reference.json`); *measured* numbers are this labq's runs of the same "
-             "configuration, epochs and batch size. Measured values are the mean ± sample standard "
-             "deviation over the seeds run; a difference between configurations counts as a "
-             "finding only beyond twice its standard error. Published times are the notebook's "
-             "laptop and compare with measured times only in trend.", ""]
+    lines = [
+        "# labq lab report: MNIST dense networks, section by section",
+        "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {base_url}.",
+        "",
+        "*Published* numbers are the lab notebook's (transcribed in "
+        "`core/lab2_reference.json`); *measured* numbers are this labq's runs of the same "
+        "configuration, epochs and batch size. Measured values are the mean ± sample standard "
+        "deviation over the seeds run; a difference between configurations counts as a "
+        "finding only beyond twice its standard error. Published times are the notebook's "
+        "laptop and compare with measured times only in trend.",
+        "",
+    ]
     for number in wanted:
         preset = next(p for p in presets if p["section"] == number)
         if number == 11:
-            lines += [f"## 11. {preset['title']}", "", preset["description"],
-                      "In this report they appear under each section's *Figures*.", ""]
+            lines += [
+                f"## 11. {preset['title']}",
+                "",
+                preset["description"],
+                "In this report they appear under each section's *Figures*.",
+                "",
+            ]
         elif number in ctx:
             lines += section_markdown(ctx[number], ctx)
         else:
-            lines += [f"## {number}. {preset['title']}", "",
-                      f"Not measured: no sweep of preset(s) "
-                      f"{', '.join(p['name'] for p in presets if p['section'] == number)} "
-                      "(run `labq lab run --sections " + str(number) + "`).", ""]
+            lines += [
+                f"## {number}. {preset['title']}",
+                "",
+                f"Not measured: no sweep of preset(s) "
+                f"{', '.join(p['name'] for p in presets if p['section'] == number)} "
+                "(run `labq lab run --sections " + str(number) + "`).",
+                "",
+            ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps(
-        {str(k): {"sweep": v.sweep["id"], "preset": v.preset["name"]} for k, v in ctx.items()},
-        indent=1))
+    (out / "report.json").write_text(
+        json.dumps(
+            {str(k): {"sweep": v.sweep["id"], "preset": v.preset["name"]} for k, v in ctx.items()},
+            indent=1,
+        )
+    )
     return path

@@ -5,10 +5,17 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
-from cli.report_stats import (Stat, compare, epochs_to_stat, mean_grad_norms, num, pct,  # noqa: E402
-                              val_loss_rises)
+from cli.report_stats import (
+    Stat,
+    compare,
+    epochs_to_stat,
+    mean_grad_norms,
+    num,
+    pct,
+    val_loss_rises,
+)
 
 
 def _acc(sec, c) -> Stat:
@@ -25,8 +32,7 @@ def best_by(sec) -> list[str]:
     if not ranked:
         return ["- No configuration has finished yet."]
     best = ranked[0]
-    lines = [f"- Best final validation accuracy: **{best['label']}** at "
-             f"{_acc(sec, best).pct()}."]
+    lines = [f"- Best final validation accuracy: **{best['label']}** at {_acc(sec, best).pct()}."]
     if len(ranked) > 1:
         _, text = compare(_acc(sec, best), _acc(sec, ranked[1]))
         lines.append(f"- Margin over the runner-up ({ranked[1]['label']}): {text}.")
@@ -34,10 +40,15 @@ def best_by(sec) -> list[str]:
 
 
 def time_lines(sec) -> list[str]:
-    rows = [(c["label"], sec.stat(c, "train_seconds"), sec.stat(c, "params"),
-             sec.stat(c, "epochs_run")) for c in sec.configs]
-    text = "; ".join(f"{lbl}: {t.fmt('.1f')} s ({num(p.mean, ',.0f')} parameters)"
-                     for lbl, t, p, _ in rows if t.mean is not None)
+    rows = [
+        (c["label"], sec.stat(c, "train_seconds"), sec.stat(c, "params"), sec.stat(c, "epochs_run"))
+        for c in sec.configs
+    ]
+    text = "; ".join(
+        f"{lbl}: {t.fmt('.1f')} s ({num(p.mean, ',.0f')} parameters)"
+        for lbl, t, p, _ in rows
+        if t.mean is not None
+    )
     return [f"- Training time: {text}."] if text else []
 
 
@@ -45,8 +56,11 @@ def grad_figure(sec, title: str) -> list[str]:
     """Per-layer kernel gradient norms on the fixed probe batch, after epoch 1, per configuration."""
     fig = Figure(figsize=(9, 4.5))
     ax = fig.add_subplot(1, 1, 1)
-    lines = ["| configuration | gradient norm per layer after epoch 1 (input side -> output) "
-             "| first / last layer |", "|---|---|---|"]
+    lines = [
+        "| configuration | gradient norm per layer after epoch 1 (input side -> output) "
+        "| first / last layer |",
+        "|---|---|---|",
+    ]
     drawn = False
     for c in sec.configs:
         norms = mean_grad_norms(sec.runs(c), 0)
@@ -56,8 +70,11 @@ def grad_figure(sec, title: str) -> list[str]:
         ax.plot(range(1, len(means) + 1), means, marker="o", label=c["label"])
         drawn = True
         ratio = means[0] / means[-1] if means[-1] else math.nan
-        lines.append(f"| {c['label']} | " + ", ".join(f"{n}: {s.fmt('.3g')}" for n, s in norms)
-                     + f" | {ratio:.3g} |")
+        lines.append(
+            f"| {c['label']} | "
+            + ", ".join(f"{n}: {s.fmt('.3g')}" for n, s in norms)
+            + f" | {ratio:.3g} |"
+        )
     if not drawn:
         return ["- No gradient norms recorded yet."]
     ax.set_yscale("log")
@@ -78,40 +95,59 @@ def s1(sec, ctx):
 def s2(sec, ctx):
     lines = best_by(sec) + time_lines(sec) + ["", "Weight and bias shapes per layer:", ""]
     for c in sec.configs:
-        detail = next((sec.details[k["id"]] for k in sec.children(c) if k["id"] in sec.details), None)
+        detail = next(
+            (sec.details[k["id"]] for k in sec.children(c) if k["id"] in sec.details), None
+        )
         if detail and detail.get("layers"):
-            shapes = "; ".join(f"{l['name']}: weights {tuple(l['kernel_shape'])}, biases "
-                               f"{tuple(l['bias_shape'])}" for l in detail["layers"]
-                               if l["kernel_shape"])
+            shapes = "; ".join(
+                f"{lyr['name']}: weights {tuple(lyr['kernel_shape'])}, biases {tuple(lyr['bias_shape'])}"
+                for lyr in detail["layers"]
+                if lyr["kernel_shape"]
+            )
             lines.append(f"- {c['label']}: {shapes}")
     one = ctx.get(1)
     if one and _ranked(one) and _ranked(sec):
         a, b = _ranked(sec)[0], _ranked(one)[0]
         _, text = compare(_acc(sec, a), _acc(one, b))
-        lines.append(f"- Best two-layer ({a['label']}) against best one-layer ({b['label']}, "
-                     f"section 1): {text}.")
+        lines.append(
+            f"- Best two-layer ({a['label']}) against best one-layer ({b['label']}, "
+            f"section 1): {text}."
+        )
     lines.append("- Code change: one more `Dense` entry in the spec's `layers` list.")
     return lines
 
 
 def s3(sec, ctx):
     lines = best_by(sec)
-    lines += ["", "| depth | configuration | parameters | train s | s per epoch | val acc |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| depth | configuration | parameters | train s | s per epoch | val acc |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in sec.configs:
         depth = len(c["config"].get("layers") or [])
         t, e = sec.stat(c, "train_seconds"), sec.stat(c, "epochs_run")
         per = t.mean / e.mean if t.mean and e.mean else None
-        lines.append(f"| {depth} | {c['label']} | {num(sec.stat(c, 'params').mean, ',.0f')} | "
-                     f"{t.fmt('.1f')} | {num(per, '.2f')} | {_acc(sec, c).pct()} |")
-    return lines + grad_figure(sec, "Gradient norms by depth (section 3)") + [
-        "- A vanishing gradient shows as a first/last ratio far below 1 that falls with depth; "
-        "with ReLU the ratio stays near or above 1, so depth alone does not starve the first layers."]
+        lines.append(
+            f"| {depth} | {c['label']} | {num(sec.stat(c, 'params').mean, ',.0f')} | "
+            f"{t.fmt('.1f')} | {num(per, '.2f')} | {_acc(sec, c).pct()} |"
+        )
+    return (
+        lines
+        + grad_figure(sec, "Gradient norms by depth (section 3)")
+        + [
+            "- A vanishing gradient shows as a first/last ratio far below 1 that falls with depth; "
+            "with ReLU the ratio stays near or above 1, so depth alone does not starve the first layers."
+        ]
+    )
 
 
 def s4(sec, ctx):
-    lines = ["| units | ReLU val acc | sigmoid val acc | difference | epochs to 95% (ReLU / "
-             "sigmoid) | epochs to 97% (ReLU / sigmoid) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| units | ReLU val acc | sigmoid val acc | difference | epochs to 95% (ReLU / "
+        "sigmoid) | epochs to 97% (ReLU / sigmoid) |",
+        "|---|---|---|---|---|---|",
+    ]
     for units in sorted({c["config"].get("layers.0.units") for c in sec.configs}):
         relu = sec.find(**{"layers.0.units": units, "layers.0.activation": "relu"})
         sig = sec.find(**{"layers.0.units": units, "layers.0.activation": "sigmoid"})
@@ -127,11 +163,18 @@ def s4(sec, ctx):
                 if missed and st.mean is not None:
                     parts[-1] += f" ({missed} run(s) never)"
             reach.append(" / ".join(parts))
-        lines.append(f"| {units} | {_acc(sec, relu).pct()} | "
-                     f"{_acc(sec, sig).pct()} | {text} | {reach[0]} | {reach[1]} |")
-    return lines + grad_figure(sec, "Gradient norms: sigmoid vs ReLU (section 4)") + [
-        "- Sigmoid's derivative is at most 0.25, so its layers pass back smaller gradients: compare "
-        "the first-layer norms above."]
+        lines.append(
+            f"| {units} | {_acc(sec, relu).pct()} | "
+            f"{_acc(sec, sig).pct()} | {text} | {reach[0]} | {reach[1]} |"
+        )
+    return (
+        lines
+        + grad_figure(sec, "Gradient norms: sigmoid vs ReLU (section 4)")
+        + [
+            "- Sigmoid's derivative is at most 0.25, so its layers pass back smaller gradients: compare "
+            "the first-layer norms above."
+        ]
+    )
 
 
 def s5(sec, ctx):
@@ -141,14 +184,17 @@ def s5(sec, ctx):
         if not other:
             continue
         for c in sec.configs:
-            relu_layers = [{**l, "activation": "relu"} for l in c["config"].get("layers", [])]
+            relu_layers = [{**lyr, "activation": "relu"} for lyr in c["config"].get("layers", [])]
             twin = other.find(layers=relu_layers)
             if twin:
                 _, text = compare(_acc(sec, c), _acc(other, twin))
-                lines.append(f"- {c['label']} against all-ReLU {twin['label']} (section "
-                             f"{number}): {text}.")
-    lines.append("- Trade-off: tanh is zero-centred but saturates (gradients shrink for large "
-                 "inputs); ReLU does not saturate for positive inputs but can leave units dead.")
+                lines.append(
+                    f"- {c['label']} against all-ReLU {twin['label']} (section {number}): {text}."
+                )
+    lines.append(
+        "- Trade-off: tanh is zero-centred but saturates (gradients shrink for large "
+        "inputs); ReLU does not saturate for positive inputs but can leave units dead."
+    )
     return lines
 
 
@@ -159,8 +205,10 @@ def _vs_batch128(sec, ctx, what: str) -> list[str]:
         units = c["config"].get("layers.0.units")
         twin = one.find(**{"layers.0.units": units}) if one else None
         t = sec.stat(c, "train_seconds")
-        line = (f"- {c['label']}: {_acc(sec, c).pct()} in {t.fmt('.1f')} s, "
-                f"{sec.stat(c, 'epochs_run').fmt('.0f')} epochs")
+        line = (
+            f"- {c['label']}: {_acc(sec, c).pct()} in {t.fmt('.1f')} s, "
+            f"{sec.stat(c, 'epochs_run').fmt('.0f')} epochs"
+        )
         if twin:
             _, text = compare(_acc(sec, c), _acc(one, twin))
             t1 = one.stat(twin, "train_seconds").mean
@@ -173,7 +221,8 @@ def _vs_batch128(sec, ctx, what: str) -> list[str]:
 def s6(sec, ctx):
     return _vs_batch128(sec, ctx, "batch 128") + [
         "- With batch 10,000 an epoch is 6 optimizer steps instead of 469: each step is cheaper "
-        "per image, but 5 epochs are only 30 updates, too few to converge."]
+        "per image, but 5 epochs are only 30 updates, too few to converge."
+    ]
 
 
 def s7(sec, ctx):
@@ -181,8 +230,10 @@ def s7(sec, ctx):
     for c in sec.configs:
         rises = [val_loss_rises(h) for h in sec.runs(c)]
         if rises:
-            lines.append(f"- {c['label']}: validation loss rose in {Stat.of(rises).fmt('.1f')} of "
-                         f"{sec.stat(c, 'epochs_run').fmt('.0f')} epochs (noisy single-image steps).")
+            lines.append(
+                f"- {c['label']}: validation loss rose in {Stat.of(rises).fmt('.1f')} of "
+                f"{sec.stat(c, 'epochs_run').fmt('.0f')} epochs (noisy single-image steps)."
+            )
     return lines
 
 
@@ -192,20 +243,25 @@ def _lr_lines(sec, ctx, label: str) -> list[str]:
         for h in sec.runs(c)[:1]:
             accs = [r["val_accuracy"] for r in h if r.get("val_accuracy") is not None]
             if len(accs) >= 2:
-                lines.append(f"- {c['label']}: last-epoch change in validation accuracy "
-                             f"{(accs[-1] - accs[-2]) * 100:+.2f} points; validation loss rose in "
-                             f"{val_loss_rises(h)} epoch(s); best {pct(max(accs))} vs final "
-                             f"{pct(accs[-1])}.")
+                lines.append(
+                    f"- {c['label']}: last-epoch change in validation accuracy "
+                    f"{(accs[-1] - accs[-2]) * 100:+.2f} points; validation loss rose in "
+                    f"{val_loss_rises(h)} epoch(s); best {pct(max(accs))} vs final "
+                    f"{pct(accs[-1])}."
+                )
     diverged = sum(c["diverged"] for c in sec.configs)
     runs = sum(len(c["children"]) for c in sec.configs)
-    lines.append(f"- Divergence (loss became NaN or infinite, detected by the worker): "
-                 f"{diverged} of {runs} run(s) at {label}.")
+    lines.append(
+        f"- Divergence (loss became NaN or infinite, detected by the worker): "
+        f"{diverged} of {runs} run(s) at {label}."
+    )
     return lines
 
 
 def s8(sec, ctx):
     return _lr_lines(sec, ctx, "learning rate 0.0001") + [
-        "- A still-rising last epoch means slow convergence, not a local minimum."]
+        "- A still-rising last epoch means slow convergence, not a local minimum."
+    ]
 
 
 def s9(sec, ctx):
@@ -216,54 +272,83 @@ def s10(sec, ctx):
     lines = ["| dropout | L2 | train acc | val acc | train - val gap |", "|---|---|---|---|---|"]
     for c in sec.configs:
         tr, va = sec.stat(c, "train_accuracy"), _acc(sec, c)
-        gap = Stat.of([(k["train_accuracy"] - k["final_val_accuracy"]) * 100
-                       for k in sec.children(c)
-                       if k["train_accuracy"] is not None and k["final_val_accuracy"] is not None])
-        lines.append(f"| {c['config'].get('layers.1.rate')} | {c['config'].get('layers.0.l2')} | "
-                     f"{tr.pct()} | {va.pct()} | {gap.fmt('+.2f')} pts |")
-    return lines + ["", "- Training accuracy is measured with dropout active, so a negative gap "
-                    "means the regularizers hold the fitted network below what it scores at "
-                    "evaluation; larger dropout and L2 widen that gap and lower validation "
-                    "accuracy."] + best_by(sec)
+        gap = Stat.of(
+            [
+                (k["train_accuracy"] - k["final_val_accuracy"]) * 100
+                for k in sec.children(c)
+                if k["train_accuracy"] is not None and k["final_val_accuracy"] is not None
+            ]
+        )
+        lines.append(
+            f"| {c['config'].get('layers.1.rate')} | {c['config'].get('layers.0.l2')} | "
+            f"{tr.pct()} | {va.pct()} | {gap.fmt('+.2f')} pts |"
+        )
+    return (
+        lines
+        + [
+            "",
+            "- Training accuracy is measured with dropout active, so a negative gap "
+            "means the regularizers hold the fitted network below what it scores at "
+            "evaluation; larger dropout and L2 widen that gap and lower validation "
+            "accuracy.",
+        ]
+        + best_by(sec)
+    )
 
 
 def s12(sec, ctx):
     validation = sec.sweep["base"].get("validation")
     holdout = validation.get("holdout") if isinstance(validation, dict) else None
     where = f"the last {holdout:,} training images" if holdout else "the test set (no hold-out!)"
-    lines = [f"Selection uses only the hold-out ({where}): the chosen configuration has the "
-             "highest best-epoch hold-out accuracy, or, among those whose difference from it is "
-             "within the seed-to-seed noise (needs repeats), the fastest. Its test accuracy is "
-             "read once, after training.", ""]
+    lines = [
+        f"Selection uses only the hold-out ({where}): the chosen configuration has the "
+        "highest best-epoch hold-out accuracy, or, among those whose difference from it is "
+        "within the seed-to-seed noise (needs repeats), the fastest. Its test accuracy is "
+        "read once, after training.",
+        "",
+    ]
     ranked = _ranked(sec, "best_val_accuracy")
     if not ranked:
         return lines + ["- No configuration has finished yet."]
     top = sec.stat(ranked[0], "best_val_accuracy")
-    tied = [c for c in ranked
-            if c is ranked[0] or compare(top, sec.stat(c, "best_val_accuracy"))[0] is False]
+    tied = [
+        c
+        for c in ranked
+        if c is ranked[0] or compare(top, sec.stat(c, "best_val_accuracy"))[0] is False
+    ]
     chosen = min(tied, key=lambda c: sec.stat(c, "train_seconds").mean or math.inf)
     for c in sec.configs:
         mark = " **(chosen)**" if c is chosen else ""
-        lines.append(f"- {c['label']}{mark}: hold-out {sec.stat(c, 'best_val_accuracy').pct()}"
-                     f", train {sec.stat(c, 'train_seconds').fmt('.1f')} s over "
-                     f"{sec.stat(c, 'epochs_run').fmt('.1f')} epochs; test "
-                     f"{sec.stat(c, 'test_accuracy').pct()}.")
+        lines.append(
+            f"- {c['label']}{mark}: hold-out {sec.stat(c, 'best_val_accuracy').pct()}"
+            f", train {sec.stat(c, 'train_seconds').fmt('.1f')} s over "
+            f"{sec.stat(c, 'epochs_run').fmt('.1f')} epochs; test "
+            f"{sec.stat(c, 'test_accuracy').pct()}."
+        )
     for c in sec.configs:
         if c is not chosen:
-            _, text = compare(sec.stat(c, "best_val_accuracy"), sec.stat(chosen, "best_val_accuracy"))
-            lines.append(f"- Ablation {c['label']} against the chosen one, on the hold-out: {text}.")
+            _, text = compare(
+                sec.stat(c, "best_val_accuracy"), sec.stat(chosen, "best_val_accuracy")
+            )
+            lines.append(
+                f"- Ablation {c['label']} against the chosen one, on the hold-out: {text}."
+            )
     test = sec.stat(chosen, "test_accuracy")
     verdict = "reaches" if test.mean is not None and test.mean >= 0.985 else "does NOT reach"
-    lines.append(f"- Result: {chosen['label']} {verdict} 98.5% on the test set "
-                 f"({test.pct()}), in {sec.stat(chosen, 'train_seconds').fmt('.1f')} s.")
+    lines.append(
+        f"- Result: {chosen['label']} {verdict} 98.5% on the test set "
+        f"({test.pct()}), in {sec.stat(chosen, 'train_seconds').fmt('.1f')} s."
+    )
     ref = sec.preset.get("reference") or []
     if ref:
         pub = ref[0]["published"]
-        lines.append(f"- The notebook published {pct(pub.get('best_val_accuracy'))} in "
-                     f"{num(pub.get('seconds'), '.1f')} s, choosing its best epoch on the test set "
-                     "itself, so that figure is optimistic. In the table above its published "
-                     "column is a test-set figure: compare it with the test column, not with the "
-                     "hold-out one.")
+        lines.append(
+            f"- The notebook published {pct(pub.get('best_val_accuracy'))} in "
+            f"{num(pub.get('seconds'), '.1f')} s, choosing its best epoch on the test set "
+            "itself, so that figure is optimistic. In the table above its published "
+            "column is a test-set figure: compare it with the test column, not with the "
+            "hold-out one."
+        )
     return lines
 
 

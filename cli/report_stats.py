@@ -22,8 +22,9 @@ class Stat:
         vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
         if not vals:
             return cls(None, None, 0)
-        return cls(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None,
-                   len(vals))
+        return cls(
+            statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals)
+        )
 
     @classmethod
     def from_api(cls, d: dict) -> "Stat":
@@ -36,7 +37,6 @@ class Stat:
         if self.std is not None:
             text += " ± " + format(self.std * scale, spec)
         return text
-
 
     def pct(self, digits: int = 2) -> str:
         """As a percentage: `97.85 ± 0.12%`, or `-` when not measured."""
@@ -51,19 +51,24 @@ def num(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def compare(a: Stat, b: Stat, what: str = "points", scale: float = 100.0) -> tuple[bool | None, str]:
+def compare(
+    a: Stat, b: Stat, what: str = "points", scale: float = 100.0
+) -> tuple[bool | None, str]:
     """(significant?, sentence) for the difference a - b. None: no noise estimate (single runs)."""
     if a.mean is None or b.mean is None:
         return None, "not measured"
     diff = (a.mean - b.mean) * scale
     if a.std is None or b.std is None:
-        return None, (f"{diff:+.2f} {what} (one run per configuration: the seed-to-seed noise "
-                      "is not measured; run with --repeats 3 to test it)")
+        return None, (
+            f"{diff:+.2f} {what} (one run per configuration: the seed-to-seed noise "
+            "is not measured; run with --repeats 3 to test it)"
+        )
     se = math.sqrt((a.std * scale) ** 2 / a.n + (b.std * scale) ** 2 / b.n)
     if abs(diff) > SIGNIFICANCE_SE * se:
         return True, f"{diff:+.2f} {what}, beyond the noise (2 x standard error = {2 * se:.2f})"
-    return False, (f"{diff:+.2f} {what}: NOT significant, within the noise "
-                   f"(2 x standard error = {2 * se:.2f})")
+    return False, (
+        f"{diff:+.2f} {what}: NOT significant, within the noise (2 x standard error = {2 * se:.2f})"
+    )
 
 
 def epochs_to(history: list[dict], threshold: float, metric: str = "val_accuracy") -> int | None:
@@ -84,12 +89,13 @@ def grad_norms(history: list[dict]) -> list[tuple[str, list[float]]]:
     """[(layer name, norm per epoch)] in layer order (input side first, output last)."""
     names: list[str] = []
     for row in history:
-        for name in (row.get("grad_norms") or {}):
+        for name in row.get("grad_norms") or {}:
             if name not in names:
                 names.append(name)
     names.sort(key=_layer_order)
-    return [(n, [(row.get("grad_norms") or {}).get(n, float("nan")) for row in history])
-            for n in names]
+    return [
+        (n, [(row.get("grad_norms") or {}).get(n, float("nan")) for row in history]) for n in names
+    ]
 
 
 def _layer_order(name: str) -> tuple[int, int]:
@@ -120,4 +126,8 @@ def match_reference(config: dict, reference: list[dict]) -> dict | None:
 def val_loss_rises(history: list[dict]) -> int:
     """Epochs whose validation loss went up from the epoch before (instability)."""
     losses = [r.get("val_loss") for r in history]
-    return sum(1 for a, b in zip(losses, losses[1:]) if a is not None and b is not None and b > a)
+    return sum(
+        1
+        for a, b in zip(losses, losses[1:], strict=False)
+        if a is not None and b is not None and b > a
+    )

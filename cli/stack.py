@@ -27,19 +27,40 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str], log: Path) -> subprocess.Popen:
         out = open(log, "ab")
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         self.procs.append((name, proc))
         return proc
 
     def start_redis(self) -> None:
         rdir = self.settings.data_dir / "redis"
         rdir.mkdir(parents=True, exist_ok=True)
-        self._spawn("redis", [
-            str(redis_server_binary()), "--port", str(self.settings.redis_port),
-            "--bind", "127.0.0.1", "--dir", str(rdir.resolve()), "--appendonly", "yes",
-            "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-        ], self.log_dir / "redis.log")
+        self._spawn(
+            "redis",
+            [
+                str(redis_server_binary()),
+                "--port",
+                str(self.settings.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(rdir.resolve()),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+            ],
+            self.log_dir / "redis.log",
+        )
         client = redis.Redis(port=self.settings.redis_port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 20
         while True:
@@ -48,12 +69,17 @@ class Stack:
                 return
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.procs[-1][1].poll() is not None:
-                    raise RuntimeError(f"embedded Redis did not start; see {self.log_dir}/redis.log")
+                    raise RuntimeError(
+                        f"embedded Redis did not start; see {self.log_dir}/redis.log"
+                    ) from None
                 time.sleep(0.1)
 
     def start_worker(self, concurrency: int = 1) -> None:
-        self._spawn("worker", [sys.executable, "-m", "cli.main", "worker", "--concurrency",
-                               str(concurrency)], self.log_dir / "worker.log")
+        self._spawn(
+            "worker",
+            [sys.executable, "-m", "cli.main", "worker", "--concurrency", str(concurrency)],
+            self.log_dir / "worker.log",
+        )
 
     def start_api(self) -> None:
         self._spawn("api", [sys.executable, "-m", "cli.main", "api"], self.log_dir / "api.log")
@@ -74,7 +100,7 @@ class Stack:
 
     def stop(self, grace: float = 10.0) -> None:
         """API first (no new work), then the worker, then Redis (which writes its AOF)."""
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             if proc.poll() is not None:
                 continue
             try:

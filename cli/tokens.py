@@ -31,10 +31,13 @@ def create(name: Annotated[str, typer.Argument(help="who or what uses it, e.g. a
             token = tokens.create(session, name)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(token)
-    typer.secho(f"token {name!r} created; send it as 'Authorization: Bearer <token>' "
-                "(or LABQ_TOKEN for the CLI). It is not shown again.", err=True)
+    typer.secho(
+        f"token {name!r} created; send it as 'Authorization: Bearer <token>' "
+        "(or LABQ_TOKEN for the CLI). It is not shown again.",
+        err=True,
+    )
 
 
 @app.command("ls")
@@ -45,9 +48,12 @@ def ls():
     with _session() as session:
         t = Table("name", "created", "state", "queued+running")
         for tok in tokens.all_tokens(session):
-            t.add_row(tok.name, tok.created_at.strftime("%Y-%m-%d %H:%M"),
-                      "revoked" if tok.revoked else "active",
-                      str(repo.active_jobs(session, tok.id)))
+            t.add_row(
+                tok.name,
+                tok.created_at.strftime("%Y-%m-%d %H:%M"),
+                "revoked" if tok.revoked else "active",
+                str(repo.active_jobs(session, tok.id)),
+            )
     console.print(t)
 
 
@@ -77,5 +83,8 @@ def refuse_open_bind(settings: Settings) -> None:
     typer.secho(
         f"refusing to listen on {settings.host}: no API token exists, so anyone who can reach "
         "this address could use labq. Create one first with `labq token create NAME`, or bind "
-        "to 127.0.0.1.", fg="red", err=True)
+        "to 127.0.0.1.",
+        fg="red",
+        err=True,
+    )
     raise typer.Exit(2)

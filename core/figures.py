@@ -2,13 +2,13 @@
 the lab's first-layer filters, graficar_history and comparar_histories."""
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _png(fig: Figure) -> bytes:
@@ -50,12 +50,14 @@ def history_png(history: Sequence[dict], label: str) -> bytes:
 def compare_png(histories: Sequence[tuple[str, Sequence[dict]]], title: str = "") -> bytes:
     """Validation accuracy and loss of several runs overlaid (the lab's comparar_histories)."""
     fig = Figure(figsize=(12, 5))
-    for i, (metric, name) in enumerate([("val_accuracy", "validation accuracy"),
-                                        ("val_loss", "validation loss")]):
+    for i, (metric, name) in enumerate(
+        [("val_accuracy", "validation accuracy"), ("val_loss", "validation loss")]
+    ):
         ax = fig.add_subplot(1, 2, i + 1)
         for label, history in histories:
-            ax.plot([h["epoch"] for h in history], [h[metric] for h in history], marker=".",
-                    label=label)
+            ax.plot(
+                [h["epoch"] for h in history], [h[metric] for h in history], marker=".", label=label
+            )
         ax.set_title(f"Comparison of {name}" + (f" - {title}" if title else ""))
         ax.set_xlabel("Epoch")
         ax.set_ylabel(name.capitalize())

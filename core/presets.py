@@ -8,21 +8,29 @@ of those. Section 11 is the figures (drawn by the report); section 12 selects on
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.spec import ExperimentSpec
 from core.sweep import get_path, set_path
 
 REFERENCE_FILE = Path(__file__).with_name("lab2_reference.json")
-BASE = {"epochs": 5, "batch_size": 128, "optimizer": {"name": "adam", "learning_rate": 0.001},
-        "validation": "test"}
+BASE = {
+    "epochs": 5,
+    "batch_size": 128,
+    "optimizer": {"name": "adam", "learning_rate": 0.001},
+    "validation": "test",
+}
 OPTIMAL_LAYERS = [
-    {"units": 600, "activation": "relu", "l2": 1e-4}, {"type": "dropout", "rate": 0.2},
-    {"units": 300, "activation": "relu", "l2": 1e-4}, {"type": "dropout", "rate": 0.3},
-    {"units": 100, "activation": "relu", "l2": 1e-4}, {"type": "dropout", "rate": 0.2},
+    {"units": 600, "activation": "relu", "l2": 1e-4},
+    {"type": "dropout", "rate": 0.2},
+    {"units": 300, "activation": "relu", "l2": 1e-4},
+    {"type": "dropout", "rate": 0.3},
+    {"units": 100, "activation": "relu", "l2": 1e-4},
+    {"type": "dropout", "rate": 0.2},
 ]
 
 
@@ -46,11 +54,19 @@ class Preset:
         children = 1
         for values in self.grid.values():
             children *= len(values)
-        return {"name": self.name, "section": self.section, "title": self.title,
-                "question": self.question, "description": self.description,
-                "runnable": self.runnable, "faithful": self.faithful, "base": self.base,
-                "grid": self.grid, "configurations": children if self.runnable else 0,
-                "reference": self.reference}
+        return {
+            "name": self.name,
+            "section": self.section,
+            "title": self.title,
+            "question": self.question,
+            "description": self.description,
+            "runnable": self.runnable,
+            "faithful": self.faithful,
+            "base": self.base,
+            "grid": self.grid,
+            "configurations": children if self.runnable else 0,
+            "reference": self.reference,
+        }
 
 
 @lru_cache
@@ -77,13 +93,23 @@ def _published(run: dict) -> dict:
     return {k: run[k] for k in keys if run.get(k) is not None}
 
 
-def _sweep_preset(name: str, section: int, description: str, base: dict, grid: dict,
-                  cell_of: Callable[[dict], dict], faithful: bool = True) -> Preset:
+def _sweep_preset(
+    name: str,
+    section: int,
+    description: str,
+    base: dict,
+    grid: dict,
+    cell_of: Callable[[dict], dict],
+    faithful: bool = True,
+) -> Preset:
     sec = next(s for s in reference()["sections"] if s["id"] == section)
-    refs = [{"config": _normalized(base, cell_of(run)), "published": _published(run)}
-            for run in sec.get("runs", [])]
-    return Preset(name, section, sec["title"], sec["question"], description, base, grid,
-                  faithful, refs)
+    refs = [
+        {"config": _normalized(base, cell_of(run)), "published": _published(run)}
+        for run in sec.get("runs", [])
+    ]
+    return Preset(
+        name, section, sec["title"], sec["question"], description, base, grid, faithful, refs
+    )
 
 
 def _runs(section: int) -> list[dict]:
@@ -105,70 +131,150 @@ def presets() -> dict[str, Preset]:
     units_cell = lambda run: {"layers.0.units": run["hidden"][0][0]}  # noqa: E731
     widths_short = {"layers.0.units": [200, 500, 1000]}
     items = [
-        _sweep_preset("s01-width", 1, "One hidden ReLU layer of 50, 100, 200, 300 or 500 units.",
-                      one, {"layers.0.units": [50, 100, 200, 300, 500]}, units_cell),
-        _sweep_preset("s02-depth", 2, "Two hidden ReLU layers; the report lists weight and bias "
-                      "shapes per layer.", _with(layers=[]), _hidden_grid(2), layers_cell),
-        _sweep_preset("s03-deep", 3, "One to five hidden ReLU layers; per-layer gradient norms on "
-                      "a fixed probe batch show whether gradients vanish with depth.",
-                      _with(layers=[]), _hidden_grid(3), layers_cell),
-        _sweep_preset("s04-sigmoid", 4, "Sigmoid against ReLU in a single hidden layer of 50 to "
-                      "500 units: final accuracy, epochs to 95%/97% and gradient norms.", one,
-                      {"layers.0.units": [50, 100, 200, 300, 500],
-                       "layers.0.activation": ["relu", "sigmoid"]},
-                      lambda r: {"layers.0.units": r["hidden"][0][0],
-                                 "layers.0.activation": r["hidden"][0][1]}),
-        _sweep_preset("s05-relu-tanh", 5, "ReLU in the first hidden layer, tanh in the second.",
-                      _with(layers=[]), _hidden_grid(5), layers_cell),
-        _sweep_preset("s06-batch10000", 6, "Batch size 10,000: six optimizer steps per epoch.",
-                      _with(layers=[{"units": 200}], batch_size=10000), widths_short, units_cell),
-        _sweep_preset("s07-batch1", 7, "Batch size 1 on all 60,000 images (60,000 steps per "
-                      "epoch; the notebook took ~27-45 minutes per run).",
-                      _with(layers=[{"units": 200}], batch_size=1), widths_short, units_cell),
-        _sweep_preset("s07-batch1-short", 7, "SHORTENED VARIANT of section 7: batch size 1 on the "
-                      "first 6,000 training images only (10x fewer steps). Accuracies are lower "
-                      "and times shorter than the faithful run; not comparable with the "
-                      "notebook's numbers.",
-                      _with(layers=[{"units": 200}], batch_size=1, train_samples=6000),
-                      widths_short, units_cell, faithful=False),
-        _sweep_preset("s08-low-lr", 8, "Adam with learning rate 0.0001.",
-                      _with(layers=[{"units": 200}], optimizer={"name": "adam",
-                                                                "learning_rate": 0.0001}),
-                      widths_short, units_cell),
-        _sweep_preset("s09-high-lr", 9, "Adam with learning rate 0.02; divergence (a NaN or "
-                      "infinite loss) is detected and flagged.",
-                      _with(layers=[{"units": 200}], optimizer={"name": "adam",
-                                                                "learning_rate": 0.02}),
-                      widths_short, units_cell),
-        _sweep_preset("s10-dropout-l2", 10, "Dense(200, relu, L2 lambda) -> Dropout(rate): "
-                      "3 x 3 grid; the report sets the train-validation gap against both.",
-                      _with(layers=[{"units": 200, "activation": "relu", "l2": 0.0},
-                                    {"type": "dropout", "rate": 0.3}]),
-                      {"layers.1.rate": [0.3, 0.5, 0.7], "layers.0.l2": [0.0, 0.001, 0.01]},
-                      lambda r: {"layers.1.rate": r["dropout"], "layers.0.l2": r["l2"]}),
+        _sweep_preset(
+            "s01-width",
+            1,
+            "One hidden ReLU layer of 50, 100, 200, 300 or 500 units.",
+            one,
+            {"layers.0.units": [50, 100, 200, 300, 500]},
+            units_cell,
+        ),
+        _sweep_preset(
+            "s02-depth",
+            2,
+            "Two hidden ReLU layers; the report lists weight and bias shapes per layer.",
+            _with(layers=[]),
+            _hidden_grid(2),
+            layers_cell,
+        ),
+        _sweep_preset(
+            "s03-deep",
+            3,
+            "One to five hidden ReLU layers; per-layer gradient norms on "
+            "a fixed probe batch show whether gradients vanish with depth.",
+            _with(layers=[]),
+            _hidden_grid(3),
+            layers_cell,
+        ),
+        _sweep_preset(
+            "s04-sigmoid",
+            4,
+            "Sigmoid against ReLU in a single hidden layer of 50 to "
+            "500 units: final accuracy, epochs to 95%/97% and gradient norms.",
+            one,
+            {
+                "layers.0.units": [50, 100, 200, 300, 500],
+                "layers.0.activation": ["relu", "sigmoid"],
+            },
+            lambda r: {
+                "layers.0.units": r["hidden"][0][0],
+                "layers.0.activation": r["hidden"][0][1],
+            },
+        ),
+        _sweep_preset(
+            "s05-relu-tanh",
+            5,
+            "ReLU in the first hidden layer, tanh in the second.",
+            _with(layers=[]),
+            _hidden_grid(5),
+            layers_cell,
+        ),
+        _sweep_preset(
+            "s06-batch10000",
+            6,
+            "Batch size 10,000: six optimizer steps per epoch.",
+            _with(layers=[{"units": 200}], batch_size=10000),
+            widths_short,
+            units_cell,
+        ),
+        _sweep_preset(
+            "s07-batch1",
+            7,
+            "Batch size 1 on all 60,000 images (60,000 steps per "
+            "epoch; the notebook took ~27-45 minutes per run).",
+            _with(layers=[{"units": 200}], batch_size=1),
+            widths_short,
+            units_cell,
+        ),
+        _sweep_preset(
+            "s07-batch1-short",
+            7,
+            "SHORTENED VARIANT of section 7: batch size 1 on the "
+            "first 6,000 training images only (10x fewer steps). Accuracies are lower "
+            "and times shorter than the faithful run; not comparable with the "
+            "notebook's numbers.",
+            _with(layers=[{"units": 200}], batch_size=1, train_samples=6000),
+            widths_short,
+            units_cell,
+            faithful=False,
+        ),
+        _sweep_preset(
+            "s08-low-lr",
+            8,
+            "Adam with learning rate 0.0001.",
+            _with(layers=[{"units": 200}], optimizer={"name": "adam", "learning_rate": 0.0001}),
+            widths_short,
+            units_cell,
+        ),
+        _sweep_preset(
+            "s09-high-lr",
+            9,
+            "Adam with learning rate 0.02; divergence (a NaN or "
+            "infinite loss) is detected and flagged.",
+            _with(layers=[{"units": 200}], optimizer={"name": "adam", "learning_rate": 0.02}),
+            widths_short,
+            units_cell,
+        ),
+        _sweep_preset(
+            "s10-dropout-l2",
+            10,
+            "Dense(200, relu, L2 lambda) -> Dropout(rate): "
+            "3 x 3 grid; the report sets the train-validation gap against both.",
+            _with(
+                layers=[
+                    {"units": 200, "activation": "relu", "l2": 0.0},
+                    {"type": "dropout", "rate": 0.3},
+                ]
+            ),
+            {"layers.1.rate": [0.3, 0.5, 0.7], "layers.0.l2": [0.0, 0.001, 0.01]},
+            lambda r: {"layers.1.rate": r["dropout"], "layers.0.l2": r["l2"]},
+        ),
         _optimal(),
     ]
     sec11 = next(s for s in reference()["sections"] if s["id"] == 11)
-    items.insert(11, Preset(
-        "s11-visualization", 11, sec11["title"], sec11["question"],
-        "Not a sweep: the figures of every other section. Each run serves history.png (train vs "
-        "validation accuracy and loss) and filters.png (first-layer kernel columns as 28x28 "
-        "tiles); each sweep serves compare.png (validation curves overlaid). `labq lab report` "
-        "draws them all."))
+    items.insert(
+        11,
+        Preset(
+            "s11-visualization",
+            11,
+            sec11["title"],
+            sec11["question"],
+            "Not a sweep: the figures of every other section. Each run serves history.png (train vs "
+            "validation accuracy and loss) and filters.png (first-layer kernel columns as 28x28 "
+            "tiles); each sweep serves compare.png (validation curves overlaid). `labq lab report` "
+            "draws them all.",
+        ),
+    )
     return {p.name: p for p in items}
 
 
 def _optimal() -> Preset:
     """Section 12, made honest: select on a hold-out of the training images, test once."""
-    base = _with(layers=copy.deepcopy(OPTIMAL_LAYERS), batch_size=256, epochs=30,
-                 validation={"holdout": 5000},
-                 early_stopping={"monitor": "val_accuracy", "patience": 5,
-                                 "restore_best_weights": True},
-                 reduce_lr_on_plateau={"monitor": "val_loss", "factor": 0.5, "patience": 2,
-                                       "min_lr": 1e-7})
-    no_l2 = [{k: v for k, v in l.items() if k != "l2"} for l in OPTIMAL_LAYERS]
-    lean = [{"units": 512, "activation": "relu"}, {"type": "dropout", "rate": 0.2},
-            {"units": 256, "activation": "relu"}, {"type": "dropout", "rate": 0.2}]
+    base = _with(
+        layers=copy.deepcopy(OPTIMAL_LAYERS),
+        batch_size=256,
+        epochs=30,
+        validation={"holdout": 5000},
+        early_stopping={"monitor": "val_accuracy", "patience": 5, "restore_best_weights": True},
+        reduce_lr_on_plateau={"monitor": "val_loss", "factor": 0.5, "patience": 2, "min_lr": 1e-7},
+    )
+    no_l2 = [{k: v for k, v in lyr.items() if k != "l2"} for lyr in OPTIMAL_LAYERS]
+    lean = [
+        {"units": 512, "activation": "relu"},
+        {"type": "dropout", "rate": 0.2},
+        {"units": 256, "activation": "relu"},
+        {"type": "dropout", "rate": 0.2},
+    ]
     description = (
         "The notebook's optimal model (600-300-100 ReLU, L2 1e-4, dropout 0.2/0.3/0.2, Adam 0.001, "
         "batch 256, EarlyStopping on val_accuracy restoring the best weights, ReduceLROnPlateau "
@@ -182,13 +288,22 @@ def _optimal() -> Preset:
         "accuracy). Batch 256 keeps an epoch short; the two ablations test whether L2 and the "
         "third layer earn their time. Keras 3's Adam has no `decay` argument; the notebook's "
         "decay=1e-6 changes the learning rate by under 0.5% over its ~3,500 steps, so it is "
-        "left out.")
+        "left out."
+    )
     sec = next(s for s in reference()["sections"] if s["id"] == 12)
-    published = {k: v for k, v in sec["result"].items()}
-    return Preset("s12-optimal", 12, sec["title"], sec["question"], description, base,
-                  {"layers": [copy.deepcopy(OPTIMAL_LAYERS), no_l2, lean]},
-                  reference=[{"config": _normalized(base, {"layers": OPTIMAL_LAYERS}),
-                              "published": published}])
+    published = dict(sec["result"].items())
+    return Preset(
+        "s12-optimal",
+        12,
+        sec["title"],
+        sec["question"],
+        description,
+        base,
+        {"layers": [copy.deepcopy(OPTIMAL_LAYERS), no_l2, lean]},
+        reference=[
+            {"config": _normalized(base, {"layers": OPTIMAL_LAYERS}), "published": published}
+        ],
+    )
 
 
 def get(name: str) -> Preset | None:

@@ -29,9 +29,12 @@ def make_celery(producer_only: bool = False) -> Celery:
     (the API) gives up at once, because it must answer its HTTP request."""
     settings = get_settings()
     if not producer_only and settings.visibility_timeout <= time_limits(None, settings)[1]:
-        log.warning("LABQ_VISIBILITY_TIMEOUT (%s s) is not longer than the longest job's hard time "
-                    "limit: Redis will hand long jobs to a second worker, which will find the "
-                    "lease and leave (harmless, but wasteful)", settings.visibility_timeout)
+        log.warning(
+            "LABQ_VISIBILITY_TIMEOUT (%s s) is not longer than the longest job's hard time "
+            "limit: Redis will hand long jobs to a second worker, which will find the "
+            "lease and leave (harmless, but wasteful)",
+            settings.visibility_timeout,
+        )
     app = Celery("labq", broker=settings.broker_url)
     app.conf.update(
         task_serializer="json",
@@ -62,9 +65,12 @@ def _transport_options(settings: Settings) -> dict:
     """Redis redelivers an unacknowledged message after `visibility_timeout`; kombu sweeps for such
     messages every interval x throttle seconds (100 s by default), sooner for short timeouts."""
     vt = settings.visibility_timeout
-    return {"visibility_timeout": vt, "socket_connect_timeout": 3,
-            "unacked_restore_interval": max(1, min(10, vt // 4)),
-            "unacked_restore_throttle": 1 if vt < 600 else 10}
+    return {
+        "visibility_timeout": vt,
+        "socket_connect_timeout": 3,
+        "unacked_restore_interval": max(1, min(10, vt // 4)),
+        "unacked_restore_throttle": 1 if vt < 600 else 10,
+    }
 
 
 @lru_cache
@@ -74,8 +80,9 @@ def producer() -> Celery:
 
 @lru_cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().broker_url, socket_timeout=3,
-                                socket_connect_timeout=3)
+    return redis.Redis.from_url(
+        get_settings().broker_url, socket_timeout=3, socket_connect_timeout=3
+    )
 
 
 def time_limits(flops: float | None, settings: Settings | None = None) -> tuple[int, int]:
@@ -97,8 +104,14 @@ def enqueue(experiment_id: int, flops: float | None = None) -> None:
     Raises when the broker is down."""
     settings = get_settings()
     _, hard = time_limits(flops, settings)
-    producer().send_task(TRAIN_TASK, args=[experiment_id], queue=QUEUE, time_limit=hard,
-                         retry=True, retry_policy=PUBLISH_RETRY)
+    producer().send_task(
+        TRAIN_TASK,
+        args=[experiment_id],
+        queue=QUEUE,
+        time_limit=hard,
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
+    )
     try:
         _redis().set(SENT_KEY.format(experiment_id), 1, ex=max(settings.visibility_timeout, 60))
     except redis.RedisError:
@@ -112,7 +125,7 @@ def unsent(experiment_ids: list[int]) -> list[int]:
     pipe = _redis().pipeline(transaction=False)
     for exp_id in experiment_ids:
         pipe.exists(SENT_KEY.format(exp_id))
-    return [i for i, present in zip(experiment_ids, pipe.execute()) if not present]
+    return [i for i, present in zip(experiment_ids, pipe.execute(), strict=False) if not present]
 
 
 def mark_consumed(experiment_id: int) -> None:

@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     max_job_flops: float = Field(5e14, validation_alias=AliasChoices("LABQ_MAX_JOB_FLOPS"))
     max_sweep_children: int = Field(200, validation_alias=AliasChoices("LABQ_MAX_SWEEP_CHILDREN"))
     # Requests inside the API at once (the rest wait in the event loop); below the DB pool size.
-    max_inflight_requests: int = Field(32, ge=1, le=1000,
-                                       validation_alias=AliasChoices("LABQ_MAX_INFLIGHT_REQUESTS"))
+    max_inflight_requests: int = Field(
+        32, ge=1, le=1000, validation_alias=AliasChoices("LABQ_MAX_INFLIGHT_REQUESTS")
+    )
     max_body_bytes: int = Field(1_000_000, validation_alias=AliasChoices("LABQ_MAX_BODY_BYTES"))
     # Server-sent-event streams open at once (each polls the database twice a second).
     max_event_streams: int = Field(32, validation_alias=AliasChoices("LABQ_MAX_EVENT_STREAMS"))
@@ -43,23 +44,41 @@ class Settings(BaseSettings):
     # [min_time_limit, max_time_limit]; the soft limit fails the job, the hard one (+10%) kills it.
     # The defaults keep max_time_limit (24 h) below the visibility timeout (48 h).
     job_flops_per_second: float = Field(
-        2e9, gt=0, validation_alias=AliasChoices("LABQ_JOB_FLOPS_PER_SECOND"))
-    time_limit_factor: float = Field(10.0, gt=0, validation_alias=AliasChoices("LABQ_TIME_LIMIT_FACTOR"))
+        2e9, gt=0, validation_alias=AliasChoices("LABQ_JOB_FLOPS_PER_SECOND")
+    )
+    time_limit_factor: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("LABQ_TIME_LIMIT_FACTOR")
+    )
     min_time_limit: int = Field(900, ge=1, validation_alias=AliasChoices("LABQ_MIN_TIME_LIMIT"))
-    max_time_limit: int = Field(24 * 3600, ge=1, validation_alias=AliasChoices("LABQ_MAX_TIME_LIMIT"))
+    max_time_limit: int = Field(
+        24 * 3600, ge=1, validation_alias=AliasChoices("LABQ_MAX_TIME_LIMIT")
+    )
     # Cancel and lost-lease checks inside long epochs.
-    cancel_poll_seconds: float = Field(2.0, gt=0, validation_alias=AliasChoices("LABQ_CANCEL_POLL_SECONDS"))
-    cancel_check_batches: int = Field(50, ge=1, validation_alias=AliasChoices("LABQ_CANCEL_CHECK_BATCHES"))
+    cancel_poll_seconds: float = Field(
+        2.0, gt=0, validation_alias=AliasChoices("LABQ_CANCEL_POLL_SECONDS")
+    )
+    cancel_check_batches: int = Field(
+        50, ge=1, validation_alias=AliasChoices("LABQ_CANCEL_CHECK_BATCHES")
+    )
     # Largest share of training time spent saving epoch-end checkpoints (1 = after every epoch).
-    checkpoint_budget: float = Field(0.05, gt=0, le=1, validation_alias=AliasChoices("LABQ_CHECKPOINT_BUDGET"))
+    checkpoint_budget: float = Field(
+        0.05, gt=0, le=1, validation_alias=AliasChoices("LABQ_CHECKPOINT_BUDGET")
+    )
     # Database writes of the worker are retried this long (seconds) before the job gives up.
-    db_retry_seconds: float = Field(60.0, ge=0, validation_alias=AliasChoices("LABQ_DB_RETRY_SECONDS"))
+    db_retry_seconds: float = Field(
+        60.0, ge=0, validation_alias=AliasChoices("LABQ_DB_RETRY_SECONDS")
+    )
 
     # API access: tokens, limits per token, CORS.
     max_active_jobs_per_token: int = Field(
-        100, ge=1, validation_alias=AliasChoices("LABQ_MAX_ACTIVE_JOBS_PER_TOKEN"))
-    rate_limit_per_minute: int = Field(600, ge=1, validation_alias=AliasChoices("LABQ_RATE_LIMIT_PER_MINUTE"))
-    cors_origins: list[str] = Field(default_factory=list, validation_alias=AliasChoices("LABQ_CORS_ORIGINS"))
+        100, ge=1, validation_alias=AliasChoices("LABQ_MAX_ACTIVE_JOBS_PER_TOKEN")
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=1, validation_alias=AliasChoices("LABQ_RATE_LIMIT_PER_MINUTE")
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("LABQ_CORS_ORIGINS")
+    )
 
     @property
     def db_url(self) -> str:

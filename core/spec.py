@@ -5,7 +5,7 @@ is `layers`. The same model validates the API's input and, again, the worker's r
 """
 
 import random
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -41,7 +41,7 @@ def _layer_type(value: Any) -> str:
 
 
 Layer = Annotated[
-    Union[Annotated[Dense, Tag("dense")], Annotated[Dropout, Tag("dropout")]],
+    Annotated[Dense, Tag("dense")] | Annotated[Dropout, Tag("dropout")],
     Discriminator(_layer_type),
 ]
 
@@ -124,14 +124,16 @@ class ExperimentSpec(_Strict):
 
 
 def dense_widths(spec: ExperimentSpec) -> list[int]:
-    return [INPUT_UNITS] + [l.units for l in spec.layers if l.type == "dense"] + [OUTPUT_UNITS]
+    return (
+        [INPUT_UNITS] + [lyr.units for lyr in spec.layers if lyr.type == "dense"] + [OUTPUT_UNITS]
+    )
 
 
 def architecture(spec: ExperimentSpec) -> str:
     """One line such as `784-300-10 relu` or `784-200-100-10 relu/tanh`."""
-    acts = [l.activation for l in spec.layers if l.type == "dense"]
+    acts = [lyr.activation for lyr in spec.layers if lyr.type == "dense"]
     unique = list(dict.fromkeys(acts))
-    drops = [f"{l.rate:g}" for l in spec.layers if l.type == "dropout"]
+    drops = [f"{lyr.rate:g}" for lyr in spec.layers if lyr.type == "dropout"]
     text = "-".join(str(w) for w in dense_widths(spec))
     if unique:
         text += " " + "/".join(unique)
@@ -142,7 +144,7 @@ def architecture(spec: ExperimentSpec) -> str:
 
 def param_count(spec: ExperimentSpec) -> int:
     widths = dense_widths(spec)
-    return sum(a * b + b for a, b in zip(widths, widths[1:]))
+    return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
 
 
 def estimate_flops(spec: ExperimentSpec) -> float:

@@ -29,7 +29,8 @@ class SweepSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     base: dict[str, Any] = Field(default_factory=dict, description="an ExperimentSpec")
     grid: dict[str, list[Any]] = Field(
-        default_factory=dict, description='{"dotted.path": [values]}; the cartesian product runs')
+        default_factory=dict, description='{"dotted.path": [values]}; the cartesian product runs'
+    )
     repeats: int = Field(1, ge=1, le=MAX_REPEATS, description="seeds per configuration")
 
 
@@ -55,8 +56,9 @@ class Child:
 
 
 def _loc(loc) -> str:
-    return ".".join(str(p) for p in loc if p not in ("dense", "dropout", "Holdout",
-                                                      "literal['test']"))
+    return ".".join(
+        str(p) for p in loc if p not in ("dense", "dropout", "Holdout", "literal['test']")
+    )
 
 
 def set_path(doc: dict, path: str, value: Any) -> None:
@@ -118,9 +120,10 @@ def label(config: dict[str, Any]) -> str:
         if path == "layers" and isinstance(value, list):
             try:
                 spec = ExperimentSpec(layers=value, seed=0)
-                l2 = [f"{l.l2:g}" for l in spec.layers if l.type == "dense" and l.l2]
-                parts.append(architecture(spec) + (f" l2 {'/'.join(dict.fromkeys(l2))}" if l2
-                                                   else ""))
+                l2 = [f"{lyr.l2:g}" for lyr in spec.layers if lyr.type == "dense" and lyr.l2]
+                parts.append(
+                    architecture(spec) + (f" l2 {'/'.join(dict.fromkeys(l2))}" if l2 else "")
+                )
                 continue
             except (ValidationError, ValueError):
                 pass
@@ -133,9 +136,16 @@ def _normalized_base(sweep: SweepSpec) -> dict:
     try:
         spec = ExperimentSpec.model_validate(sweep.base)
     except ValidationError as exc:
-        raise SweepError([Problem("base." + _loc(e["loc"]) if e["loc"] else "base",
-                                  e["msg"].removeprefix("Value error, "), e["type"])
-                          for e in exc.errors()])
+        raise SweepError(
+            [
+                Problem(
+                    "base." + _loc(e["loc"]) if e["loc"] else "base",
+                    e["msg"].removeprefix("Value error, "),
+                    e["type"],
+                )
+                for e in exc.errors()
+            ]
+        ) from None
     return spec.model_dump(mode="json")
 
 
@@ -149,16 +159,25 @@ def _blame(paths: list[str], loc: str) -> str:
 
 def expand(sweep: SweepSpec, max_children: int, max_flops: float | None = None) -> list[Child]:
     """All children of `sweep`, validated and costed; raises SweepError naming what is wrong."""
-    problems = [Problem(f"grid.{p}", "needs at least one value", "too_short")
-                for p, values in sweep.grid.items() if not values]
+    problems = [
+        Problem(f"grid.{p}", "needs at least one value", "too_short")
+        for p, values in sweep.grid.items()
+        if not values
+    ]
     if problems:
         raise SweepError(problems)
     cells = math.prod(len(v) for v in sweep.grid.values())
     if cells * sweep.repeats > max_children:
-        raise SweepError([Problem(
-            "grid", f"{cells} configuration(s) x {sweep.repeats} repeat(s) = "
-            f"{cells * sweep.repeats} children exceeds the cap of {max_children} per sweep",
-            "sweep_cap")])
+        raise SweepError(
+            [
+                Problem(
+                    "grid",
+                    f"{cells} configuration(s) x {sweep.repeats} repeat(s) = "
+                    f"{cells * sweep.repeats} children exceeds the cap of {max_children} per sweep",
+                    "sweep_cap",
+                )
+            ]
+        )
     base = _normalized_base(sweep)
     base_seed = base["seed"]  # the base's own, or drawn once for the whole sweep
     # Shorter paths first, so `layers` (a whole list) is set before `layers.0.units` edits it.
@@ -167,12 +186,17 @@ def expand(sweep: SweepSpec, max_children: int, max_flops: float | None = None) 
     seen_bad: set[tuple[str, str]] = set()
     for combo in itertools.product(*(enumerate(sweep.grid[p]) for p in paths)):
         doc = copy.deepcopy(base)
-        for path, (idx, value) in zip(paths, combo):
+        for path, (_idx, value) in zip(paths, combo, strict=False):
             try:
                 set_path(doc, path, value)
             except KeyError as exc:
-                raise SweepError([Problem(f"grid.{path}", f"no such path in the spec: {exc.args[0]}",
-                                          "bad_path")])
+                raise SweepError(
+                    [
+                        Problem(
+                            f"grid.{path}", f"no such path in the spec: {exc.args[0]}", "bad_path"
+                        )
+                    ]
+                ) from None
         try:
             spec = ExperimentSpec.model_validate(doc)
         except ValidationError as exc:
@@ -183,8 +207,14 @@ def expand(sweep: SweepSpec, max_children: int, max_flops: float | None = None) 
                     field = f"grid.{path}"
                 else:
                     field = ("base." + loc) if loc else ("grid" if sweep.grid else "base")
-                value_idx = dict(zip(paths, combo)).get(path, (None,))[0] if path else None
-                where = f"value #{value_idx} {json.dumps(sweep.grid[path][value_idx])}: " if path else ""
+                value_idx = (
+                    dict(zip(paths, combo, strict=False)).get(path, (None,))[0] if path else None
+                )
+                where = (
+                    f"value #{value_idx} {json.dumps(sweep.grid[path][value_idx])}: "
+                    if path
+                    else ""
+                )
                 inner = f"{loc}: " if loc and loc != path else ""
                 msg = where + inner + e["msg"].removeprefix("Value error, ")
                 if (field, msg) not in seen_bad:

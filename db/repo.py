@@ -15,7 +15,6 @@ from core.settings import get_settings
 from core.spec import ExperimentSpec
 from db.models import Artifact, EpochRow, Experiment, utcnow
 
-
 # The API token a request acts for (set by api.auth for the request's duration): every experiment
 # created during the request is owned by it and counts against its active-job limit.
 acting_token: ContextVar[int | None] = ContextVar("labq_acting_token", default=None)
@@ -26,32 +25,58 @@ class QuotaExceeded(Exception):
 
 
 def active_jobs(session: Session, token_id: int) -> int:
-    return int(session.scalar(select(func.count()).select_from(Experiment).where(
-        Experiment.token_id == token_id, Experiment.status.in_((QUEUED, RUNNING)))) or 0)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Experiment)
+            .where(Experiment.token_id == token_id, Experiment.status.in_((QUEUED, RUNNING)))
+        )
+        or 0
+    )
 
 
-def create_experiment(session: Session, spec: ExperimentSpec, *, sweep_id: int | None = None,
-                      config_key: str | None = None, token_id: int | None = None) -> Experiment:
+def create_experiment(
+    session: Session,
+    spec: ExperimentSpec,
+    *,
+    sweep_id: int | None = None,
+    config_key: str | None = None,
+    token_id: int | None = None,
+) -> Experiment:
     if token_id is None:
         token_id = acting_token.get()
     if token_id is not None:
         limit = get_settings().max_active_jobs_per_token
         session.flush()  # count this request's earlier experiments too (a sweep's children)
         if active_jobs(session, token_id) >= limit:
-            raise QuotaExceeded(f"this token already has {limit} queued or running jobs "
-                                "(the limit); wait for some to finish")
+            raise QuotaExceeded(
+                f"this token already has {limit} queued or running jobs "
+                "(the limit); wait for some to finish"
+            )
     exp = Experiment(
-        name=spec.name, spec=spec.model_dump(mode="json"), status=QUEUED, sweep_id=sweep_id,
-        config_key=config_key, token_id=token_id, epochs_total=spec.epochs, created_at=utcnow(),
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        status=QUEUED,
+        sweep_id=sweep_id,
+        config_key=config_key,
+        token_id=token_id,
+        epochs_total=spec.epochs,
+        created_at=utcnow(),
     )
     session.add(exp)
     session.flush()
     return exp
 
 
-def list_experiments(session: Session, *, status: str | None = None, name: str | None = None,
-                     sweep_id: int | None = None, limit: int = 50, offset: int = 0
-                     ) -> tuple[list[Experiment], int]:
+def list_experiments(
+    session: Session,
+    *,
+    status: str | None = None,
+    name: str | None = None,
+    sweep_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Experiment], int]:
     query = select(Experiment)
     if status:
         query = query.where(Experiment.status == status)
@@ -65,9 +90,11 @@ def list_experiments(session: Session, *, status: str | None = None, name: str |
 
 
 def history(session: Session, experiment_id: int) -> list[EpochRow]:
-    return list(session.scalars(
-        select(EpochRow).where(EpochRow.experiment_id == experiment_id).order_by(EpochRow.epoch)
-    ))
+    return list(
+        session.scalars(
+            select(EpochRow).where(EpochRow.experiment_id == experiment_id).order_by(EpochRow.epoch)
+        )
+    )
 
 
 def queued_ids(session: Session, older_than: float | None = None) -> list[int]:
@@ -85,11 +112,19 @@ def queue_positions(session: Session, ids: list[int]) -> dict[int, int]:
     if not ids:
         return {}
     lo, hi = min(ids), max(ids)
-    before = session.scalar(select(func.count()).select_from(Experiment).where(
-        Experiment.status == QUEUED, Experiment.id < lo)) or 0
-    stretch = session.scalars(select(Experiment.id).where(
-        Experiment.status == QUEUED, Experiment.id >= lo, Experiment.id <= hi)
-        .order_by(Experiment.id))
+    before = (
+        session.scalar(
+            select(func.count())
+            .select_from(Experiment)
+            .where(Experiment.status == QUEUED, Experiment.id < lo)
+        )
+        or 0
+    )
+    stretch = session.scalars(
+        select(Experiment.id)
+        .where(Experiment.status == QUEUED, Experiment.id >= lo, Experiment.id <= hi)
+        .order_by(Experiment.id)
+    )
     wanted = set(ids)
     return {int(i): before + k for k, i in enumerate(stretch, start=1) if i in wanted}
 
@@ -99,12 +134,14 @@ def request_cancel(session: Session, experiment_id: int) -> str:
     stop at their next epoch end. Returns the status after the request."""
     now = utcnow()
     done = session.execute(
-        update(Experiment).where(Experiment.id == experiment_id, Experiment.status == QUEUED)
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status == QUEUED)
         .values(status=CANCELLED, finished_at=now, cancel_requested=True)
     ).rowcount
     if not done:
         session.execute(
-            update(Experiment).where(Experiment.id == experiment_id, Experiment.status == RUNNING)
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.status == RUNNING)
             .values(cancel_requested=True)
         )
     session.flush()
@@ -113,6 +150,7 @@ def request_cancel(session: Session, experiment_id: int) -> str:
 
 # --- worker side -------------------------------------------------------------------------------
 
+
 def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int) -> int | None:
     """Atomically take a queued job, or a running one whose lease expired. Returns the attempt
     number, or None when the job is not ours to run (finished, cancelled, or leased elsewhere)."""
@@ -120,11 +158,17 @@ def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int)
     result = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id)
-        .where((Experiment.status == QUEUED)
-               | ((Experiment.status == RUNNING) & (Experiment.lease_expires_at < now)))
-        .values(status=RUNNING, worker=worker, attempt=Experiment.attempt + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                started_at=func.coalesce(Experiment.started_at, now))
+        .where(
+            (Experiment.status == QUEUED)
+            | ((Experiment.status == RUNNING) & (Experiment.lease_expires_at < now))
+        )
+        .values(
+            status=RUNNING,
+            worker=worker,
+            attempt=Experiment.attempt + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Experiment.started_at, now),
+        )
     )
     session.commit()
     if result.rowcount != 1:
@@ -136,37 +180,54 @@ def renew_lease(session: Session, experiment_id: int, attempt: int, lease_second
     """Extend our lease; False means we lost the job (another attempt took it over)."""
     result = session.execute(
         update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
-               Experiment.status == RUNNING)
+        .where(
+            Experiment.id == experiment_id,
+            Experiment.attempt == attempt,
+            Experiment.status == RUNNING,
+        )
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
     )
     return result.rowcount == 1
 
 
 def cancel_requested(session: Session, experiment_id: int) -> bool:
-    return bool(session.scalar(
-        select(Experiment.cancel_requested).where(Experiment.id == experiment_id)))
+    return bool(
+        session.scalar(select(Experiment.cancel_requested).where(Experiment.id == experiment_id))
+    )
 
 
 def record_epoch(session: Session, experiment_id: int, attempt: int, row: dict) -> None:
     """Write one epoch's row, replacing any earlier write of the same epoch."""
-    session.execute(delete(EpochRow).where(
-        EpochRow.experiment_id == experiment_id, EpochRow.epoch == row["epoch"]))
+    session.execute(
+        delete(EpochRow).where(
+            EpochRow.experiment_id == experiment_id, EpochRow.epoch == row["epoch"]
+        )
+    )
     session.add(EpochRow(experiment_id=experiment_id, attempt=attempt, **row))
     session.execute(
-        update(Experiment).where(Experiment.id == experiment_id)
-        .values(epochs_done=row["epoch"], train_loss=row["loss"], train_accuracy=row["accuracy"],
-                val_loss=row["val_loss"], val_accuracy=row["val_accuracy"])
+        update(Experiment)
+        .where(Experiment.id == experiment_id)
+        .values(
+            epochs_done=row["epoch"],
+            train_loss=row["loss"],
+            train_accuracy=row["accuracy"],
+            val_loss=row["val_loss"],
+            val_accuracy=row["val_accuracy"],
+        )
     )
 
 
 def truncate_history(session: Session, experiment_id: int, after_epoch: int) -> None:
     """Drop the epoch rows after `after_epoch`: a resumed attempt trains them again from the
     checkpoint of `after_epoch`, so the history never shows epochs the model no longer has."""
-    session.execute(delete(EpochRow).where(EpochRow.experiment_id == experiment_id,
-                                           EpochRow.epoch > after_epoch))
-    session.execute(update(Experiment).where(Experiment.id == experiment_id)
-                    .values(epochs_done=after_epoch))
+    session.execute(
+        delete(EpochRow).where(
+            EpochRow.experiment_id == experiment_id, EpochRow.epoch > after_epoch
+        )
+    )
+    session.execute(
+        update(Experiment).where(Experiment.id == experiment_id).values(epochs_done=after_epoch)
+    )
 
 
 def update_experiment(session: Session, experiment_id: int, **values) -> None:
@@ -179,14 +240,21 @@ def finish(session: Session, experiment_id: int, status: str, **values) -> None:
     vals = [h.val_accuracy for h in hist if h.val_accuracy is not None]
     losses = [h.val_loss for h in hist if h.val_loss is not None]
     session.execute(
-        update(Experiment).where(Experiment.id == experiment_id)
-        .values(status=status, finished_at=utcnow(), lease_expires_at=None,
-                best_val_accuracy=max(vals) if vals else None,
-                best_val_loss=min(losses) if losses else None, **values)
+        update(Experiment)
+        .where(Experiment.id == experiment_id)
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            lease_expires_at=None,
+            best_val_accuracy=max(vals) if vals else None,
+            best_val_loss=min(losses) if losses else None,
+            **values,
+        )
     )
     # A finished job is never resumed (a retry starts from scratch): drop its checkpoint.
-    session.execute(delete(Artifact).where(
-        Artifact.experiment_id == experiment_id, Artifact.name == CHECKPOINT))
+    session.execute(
+        delete(Artifact).where(Artifact.experiment_id == experiment_id, Artifact.name == CHECKPOINT)
+    )
 
 
 RETRYABLE = (FAILED, CANCELLED)
@@ -199,12 +267,30 @@ def retry(session: Session, experiment_id: int) -> bool:
     done = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id, Experiment.status.in_(RETRYABLE))
-        .values(status=QUEUED, started_at=None, finished_at=None,
-                build_seconds=None, train_seconds=None, epochs_done=0, train_loss=None,
-                train_accuracy=None, val_loss=None, val_accuracy=None, best_val_accuracy=None,
-                best_val_loss=None, test_loss=None, test_accuracy=None, diverged=False,
-                error=None, traceback=None, cancel_requested=False, worker=None, device=None,
-                attempt=0, lease_expires_at=None)
+        .values(
+            status=QUEUED,
+            started_at=None,
+            finished_at=None,
+            build_seconds=None,
+            train_seconds=None,
+            epochs_done=0,
+            train_loss=None,
+            train_accuracy=None,
+            val_loss=None,
+            val_accuracy=None,
+            best_val_accuracy=None,
+            best_val_loss=None,
+            test_loss=None,
+            test_accuracy=None,
+            diverged=False,
+            error=None,
+            traceback=None,
+            cancel_requested=False,
+            worker=None,
+            device=None,
+            attempt=0,
+            lease_expires_at=None,
+        )
     ).rowcount
     if done:
         session.execute(delete(EpochRow).where(EpochRow.experiment_id == experiment_id))
@@ -216,23 +302,32 @@ def retry(session: Session, experiment_id: int) -> bool:
 CHECKPOINT = "checkpoint"
 
 
-def put_artifact(session: Session, experiment_id: int, name: str, content_type: str,
-                 data: bytes) -> None:
-    session.execute(delete(Artifact).where(
-        Artifact.experiment_id == experiment_id, Artifact.name == name))
-    session.add(Artifact(experiment_id=experiment_id, name=name, content_type=content_type,
-                         data=data))
+def put_artifact(
+    session: Session, experiment_id: int, name: str, content_type: str, data: bytes
+) -> None:
+    session.execute(
+        delete(Artifact).where(Artifact.experiment_id == experiment_id, Artifact.name == name)
+    )
+    session.add(
+        Artifact(experiment_id=experiment_id, name=name, content_type=content_type, data=data)
+    )
 
 
 def get_artifact(session: Session, experiment_id: int, name: str) -> Artifact | None:
-    return session.scalar(select(Artifact).where(
-        Artifact.experiment_id == experiment_id, Artifact.name == name))
+    return session.scalar(
+        select(Artifact).where(Artifact.experiment_id == experiment_id, Artifact.name == name)
+    )
 
 
 def expired_leases(session: Session, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
-    return list(session.scalars(select(Experiment.id).where(
-        Experiment.status == RUNNING, Experiment.lease_expires_at < now)))
+    return list(
+        session.scalars(
+            select(Experiment.id).where(
+                Experiment.status == RUNNING, Experiment.lease_expires_at < now
+            )
+        )
+    )
 
 
 def get(session: Session, experiment_id: int) -> Experiment | None:

@@ -1,9 +1,9 @@
 """Engine and session factory. SQLite gets WAL, a busy timeout and foreign keys on every connection."""
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -21,7 +21,8 @@ def make_engine(url: str) -> Engine:
         # routes hold a connection between thread hops, and with a capped pool, concurrent
         # requests beyond pool + threadpool size deadlocked until the pool's 30 s timeout.
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
+            url,
+            connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
             max_overflow=-1,
         )
 

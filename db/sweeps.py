@@ -10,13 +10,22 @@ from db import repo
 from db.models import Experiment, Sweep, utcnow
 
 
-def create_sweep(session: Session, *, name: str, base: dict, grid: dict, repeats: int,
-                 children: list[tuple[ExperimentSpec, str]], preset: str | None = None,
-                 token_id: int | None = None) -> tuple[Sweep, list[Experiment]]:
+def create_sweep(
+    session: Session,
+    *,
+    name: str,
+    base: dict,
+    grid: dict,
+    repeats: int,
+    children: list[tuple[ExperimentSpec, str]],
+    preset: str | None = None,
+    token_id: int | None = None,
+) -> tuple[Sweep, list[Experiment]]:
     """Add the sweep row and one experiment per (spec, config_key), flushed but not committed:
     the caller commits once, so a sweep is stored whole or not at all."""
-    sweep = Sweep(name=name, base=base, grid=grid, repeats=repeats, preset=preset,
-                  created_at=utcnow())
+    sweep = Sweep(
+        name=name, base=base, grid=grid, repeats=repeats, preset=preset, created_at=utcnow()
+    )
     session.add(sweep)
     session.flush()
     exps = []
@@ -31,8 +40,11 @@ def get_sweep(session: Session, sweep_id: int) -> Sweep | None:
 
 
 def children(session: Session, sweep_id: int) -> list[Experiment]:
-    return list(session.scalars(
-        select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(Experiment.id)))
+    return list(
+        session.scalars(
+            select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(Experiment.id)
+        )
+    )
 
 
 def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter]:
@@ -43,14 +55,16 @@ def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter]:
     rows = session.execute(
         select(Experiment.sweep_id, Experiment.status, func.count())
         .where(Experiment.sweep_id.in_(sweep_ids))
-        .group_by(Experiment.sweep_id, Experiment.status))
+        .group_by(Experiment.sweep_id, Experiment.status)
+    )
     for sweep_id, status, n in rows:
         counts[sweep_id][status] = n
     return counts
 
 
-def list_sweeps(session: Session, *, preset: str | None = None, limit: int = 50,
-                offset: int = 0) -> tuple[list[Sweep], int]:
+def list_sweeps(
+    session: Session, *, preset: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Sweep], int]:
     query = select(Sweep)
     if preset:
         query = query.where(Sweep.preset == preset)

@@ -34,13 +34,15 @@ def lookup(session: Session, token: str) -> int | None:
     """The id of the live token `token`, or None."""
     if not token or len(token) > 200:
         return None
-    return session.scalar(select(Token.id).where(Token.token_hash == digest(token),
-                                                 Token.revoked.is_(False)))
+    return session.scalar(
+        select(Token.id).where(Token.token_hash == digest(token), Token.revoked.is_(False))
+    )
 
 
 def any_active(session: Session) -> bool:
-    return bool(session.scalar(select(func.count()).select_from(Token)
-                               .where(Token.revoked.is_(False))))
+    return bool(
+        session.scalar(select(func.count()).select_from(Token).where(Token.revoked.is_(False)))
+    )
 
 
 def all_tokens(session: Session) -> list[Token]:
@@ -48,5 +50,9 @@ def all_tokens(session: Session) -> list[Token]:
 
 
 def revoke(session: Session, name: str) -> bool:
-    return session.execute(update(Token).where(Token.name == name, Token.revoked.is_(False))
-                           .values(revoked=True)).rowcount == 1
+    return (
+        session.execute(
+            update(Token).where(Token.name == name, Token.revoked.is_(False)).values(revoked=True)
+        ).rowcount
+        == 1
+    )

@@ -49,26 +49,46 @@ def fill_database(n: int) -> None:
         units = rng.choice([32, 100, 300, 512])
         act = rng.choice(["relu", "sigmoid", "tanh"])
         epochs = rng.choice([5, 10, 20])
-        spec = ExperimentSpec(layers=[{"units": units, "activation": act}], epochs=epochs,
-                              batch_size=rng.choice([32, 128, 512]), seed=i)
-        status = ("queued" if i >= n - 40 else "running" if i >= n - 41 else
-                  rng.choices(["succeeded", "failed", "cancelled"], [90, 5, 5])[0])
+        spec = ExperimentSpec(
+            layers=[{"units": units, "activation": act}],
+            epochs=epochs,
+            batch_size=rng.choice([32, 128, 512]),
+            seed=i,
+        )
+        status = (
+            "queued"
+            if i >= n - 40
+            else "running"
+            if i >= n - 41
+            else rng.choices(["succeeded", "failed", "cancelled"], [90, 5, 5])[0]
+        )
         done = epochs if status == "succeeded" else (epochs // 2 if status == "running" else 0)
         acc = 0.9 + 0.08 * rng.random() if done else None
         created = start + timedelta(seconds=200 * i)
-        rows.append(dict(
-            name=spec.name, spec=spec.model_dump(mode="json"), status=status,
-            epochs_total=epochs, epochs_done=done, created_at=created,
-            started_at=created + timedelta(seconds=5) if status != "queued" else None,
-            finished_at=created + timedelta(seconds=60) if status in
-            ("succeeded", "failed", "cancelled") else None,
-            train_seconds=2.5 * done if done else None, params=param_count(spec),
-            val_accuracy=acc, best_val_accuracy=acc, val_loss=(1 - acc) * 2 if acc else None,
-            train_accuracy=acc + 0.01 if acc else None, attempt=1 if status != "queued" else 0,
-        ))
+        rows.append(
+            {
+                "name": spec.name,
+                "spec": spec.model_dump(mode="json"),
+                "status": status,
+                "epochs_total": epochs,
+                "epochs_done": done,
+                "created_at": created,
+                "started_at": created + timedelta(seconds=5) if status != "queued" else None,
+                "finished_at": created + timedelta(seconds=60)
+                if status in ("succeeded", "failed", "cancelled")
+                else None,
+                "train_seconds": 2.5 * done if done else None,
+                "params": param_count(spec),
+                "val_accuracy": acc,
+                "best_val_accuracy": acc,
+                "val_loss": (1 - acc) * 2 if acc else None,
+                "train_accuracy": acc + 0.01 if acc else None,
+                "attempt": 1 if status != "queued" else 0,
+            }
+        )
     with session_scope() as s:
         for k in range(0, n, 2000):
-            s.execute(insert(Experiment), rows[k:k + 2000])
+            s.execute(insert(Experiment), rows[k : k + 2000])
 
 
 def measure(url: str, loads: int, screenshot: str | None = None) -> list[dict]:
@@ -106,18 +126,36 @@ def main() -> None:
     ap.add_argument("--screenshot", help="also save a picture of / to this PNG path")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="labq-perf-") as tmp:
-        env = {**os.environ, "LABQ_DATA_DIR": tmp, "LABQ_PORT": str(free_port()),
-               "LABQ_REDIS_PORT": str(free_port())}
+        env = {
+            **os.environ,
+            "LABQ_DATA_DIR": tmp,
+            "LABQ_PORT": str(free_port()),
+            "LABQ_REDIS_PORT": str(free_port()),
+        }
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, '.');"
-                        "from scripts.dashboard_perf import fill_database;"
-                        f"fill_database({args.runs})"], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.path.insert(0, '.');"
+                "from scripts.dashboard_perf import fill_database;"
+                f"fill_database({args.runs})",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         print(f"inserted {args.runs} runs in {time.perf_counter() - t0:.1f} s")
         url = f"http://127.0.0.1:{env['LABQ_PORT']}"
-        api = subprocess.Popen([sys.executable, "-m", "cli.main", "api"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "api"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             for _ in range(100):
                 try:
@@ -131,19 +169,25 @@ def main() -> None:
                 t = time.perf_counter()
                 httpx.get(url + "/experiments?limit=50", timeout=10).raise_for_status()
                 api_ms.append((time.perf_counter() - t) * 1000)
-            print(f"GET /experiments?limit=50 over {total} runs: median "
-                  f"{statistics.median(api_ms):.1f} ms")
+            print(
+                f"GET /experiments?limit=50 over {total} runs: median "
+                f"{statistics.median(api_ms):.1f} ms"
+            )
             results = measure(url, args.loads, args.screenshot)
         finally:
             api.terminate()
             api.wait(10)
     for i, r in enumerate(results, 1):
-        print(f"load {i}: first-paint {r['fp']:.0f} ms, first-contentful-paint {r['fcp']:.0f} ms, "
-              f"rows shown {r['rows']:.0f} ms ({r['shown']} rows), goto+rows {r['wall']:.0f} ms")
+        print(
+            f"load {i}: first-paint {r['fp']:.0f} ms, first-contentful-paint {r['fcp']:.0f} ms, "
+            f"rows shown {r['rows']:.0f} ms ({r['shown']} rows), goto+rows {r['wall']:.0f} ms"
+        )
     for key, label in (("fcp", "first-contentful-paint"), ("rows", "rows shown")):
         values = [r[key] for r in results]
-        print(f"{label}: median {statistics.median(values):.0f} ms, max {max(values):.0f} ms "
-              f"over {len(values)} loads")
+        print(
+            f"{label}: median {statistics.median(values):.0f} ms, max {max(values):.0f} ms "
+            f"over {len(values)} loads"
+        )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,23 @@ def external_redis(tmp_path_factory):
     """A Redis server started by the test, standing in for the distributed mode's broker."""
     port = free_port()
     d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([str(redis_server_binary()), "--port", str(port), "--bind",
-                             "127.0.0.1", "--dir", str(d), "--save", "", "--appendonly", "yes"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(redis_server_binary()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(d),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
@@ -48,8 +62,12 @@ def make_stack(backend: str, tmp_path_factory, pg_admin_url, external_redis, **k
     if backend == "postgres":
         if not pg_admin_url:
             pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
-        return Stack(data, database_url=create_pg_database(pg_admin_url),
-                     redis_url=external_redis.replace("/0", f"/{next(_redis_db)}"), **kw)
+        return Stack(
+            data,
+            database_url=create_pg_database(pg_admin_url),
+            redis_url=external_redis.replace("/0", f"/{next(_redis_db)}"),
+            **kw,
+        )
     return Stack(data, **kw)
 
 
@@ -64,4 +82,4 @@ def stack(request, tmp_path_factory, pg_admin_url, external_redis):
 
 @pytest.fixture
 def tiny() -> dict:
-    return {**TINY, "layers": [dict(l) for l in TINY["layers"]]}
+    return {**TINY, "layers": [dict(lyr) for lyr in TINY["layers"]]}

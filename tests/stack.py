@@ -37,13 +37,12 @@ class Stack(LiveStack):
     def get(self, exp_id: int) -> dict:
         return httpx.get(f"{self.url}/experiments/{exp_id}", timeout=30).json()
 
-    def wait(self, exp_id: int, statuses=FINISHED, timeout: float = 180,
-             until=None) -> dict:
+    def wait(self, exp_id: int, statuses=FINISHED, timeout: float = 180, until=None) -> dict:
         """Poll until the experiment reaches one of `statuses` (or `until(exp)` is true)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             exp = self.get(exp_id)
-            if (until(exp) if until else exp["status"] in statuses):
+            if until(exp) if until else exp["status"] in statuses:
                 return exp
             time.sleep(0.2)
         raise TimeoutError(f"experiment {exp_id} stuck at {self.get(exp_id)}\n{self.logs()}")
@@ -63,5 +62,6 @@ class Stack(LiveStack):
 
     def epoch_attempts(self, exp_id: int) -> list[tuple[int, int]]:
         """(epoch, attempt that wrote it) for each stored epoch row."""
-        return self.sql("SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch",
-                        i=exp_id)
+        return self.sql(
+            "SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch", i=exp_id
+        )

@@ -35,9 +35,11 @@ class Checkpoint:
             opt.build(model.trainable_variables)
         variables = list(opt.variables)
         if len(variables) != len(self.optimizer):
-            raise ValueError(f"checkpoint has {len(self.optimizer)} optimizer variables, "
-                             f"the model's optimizer {len(variables)}")
-        for var, value in zip(variables, self.optimizer):
+            raise ValueError(
+                f"checkpoint has {len(self.optimizer)} optimizer variables, "
+                f"the model's optimizer {len(variables)}"
+            )
+        for var, value in zip(variables, self.optimizer, strict=False):
             var.assign(value)
 
 
@@ -47,8 +49,11 @@ def dumps(model, epochs: list) -> bytes:
     opt = model.optimizer
     if opt.built:
         arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(opt.variables)})
-    meta = {"format": FORMAT, "epoch": len(epochs),
-            "history": [asdict(e) if not isinstance(e, dict) else e for e in epochs]}
+    meta = {
+        "format": FORMAT,
+        "epoch": len(epochs),
+        "history": [asdict(e) if not isinstance(e, dict) else e for e in epochs],
+    }
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
     return buf.getvalue()
@@ -64,5 +69,9 @@ def loads(data: bytes) -> Checkpoint:
             n = sum(1 for k in npz.files if k.startswith(prefix) and k[1:].isdigit())
             return [npz[f"{prefix}{i}"] for i in range(n)]
 
-        return Checkpoint(epoch=int(meta["epoch"]), weights=series("w"),
-                          optimizer=series("o"), history=meta["history"])
+        return Checkpoint(
+            epoch=int(meta["epoch"]),
+            weights=series("w"),
+            optimizer=series("o"),
+            history=meta["history"],
+        )

@@ -20,8 +20,13 @@ import traceback
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import (Retrying, before_sleep_log, retry_if_exception, stop_after_delay,
-                      wait_exponential)
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from core.constants import CANCELLED, FAILED, SUCCEEDED
 from core.queue import mark_consumed, time_limits
@@ -34,11 +39,11 @@ from worker import checkpoint as ckpt
 log = logging.getLogger("labq.job")
 
 
-
 def worker_name() -> str:
     """`host:pid` of the process that trains (a pool child, not the Celery parent): the reaper
     expires at once the lease of a job whose process on this host is gone."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
 
 # Fault injection for the test suite only: "<experiment name>:<epoch>" makes the worker process
 # SIGKILL itself when that epoch ends, before recording it, as the kernel's OOM killer would.
@@ -98,8 +103,9 @@ class _LeaseKeeper(threading.Thread):
                             return
                         renewed = time.monotonic()
             except Exception as exc:
-                log.warning("lease renewal / cancel poll failed (%s); will retry",
-                            type(exc).__name__)
+                log.warning(
+                    "lease renewal / cancel poll failed (%s); will retry", type(exc).__name__
+                )
 
     @property
     def timed_out(self) -> bool:
@@ -113,13 +119,16 @@ def run_job(experiment_id: int) -> str:
     settings = get_settings()
     attempt = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
     if attempt is None:
-        log.info("experiment %s is not claimable (finished, cancelled or leased); skipping",
-                 experiment_id)
+        log.info(
+            "experiment %s is not claimable (finished, cancelled or leased); skipping",
+            experiment_id,
+        )
         return "skipped"
     mark_consumed(experiment_id)
 
-    keeper = _LeaseKeeper(experiment_id, attempt, settings.lease_seconds,
-                          settings.cancel_poll_seconds)
+    keeper = _LeaseKeeper(
+        experiment_id, attempt, settings.lease_seconds, settings.cancel_poll_seconds
+    )
     keeper.start()
     try:
         return _train(experiment_id, attempt, keeper)
@@ -131,8 +140,14 @@ def run_job(experiment_id: int) -> str:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         summary = "".join(traceback.format_exception(exc)[-6:])
         try:
-            db_write(_finish_if_ours, experiment_id, attempt, FAILED, error=error,
-                     traceback=summary[-8000:])
+            db_write(
+                _finish_if_ours,
+                experiment_id,
+                attempt,
+                FAILED,
+                error=error,
+                traceback=summary[-8000:],
+            )
         except Exception:
             # The lease runs out and the reaper sends the job again: it is not stuck.
             log.exception("experiment %s: could not record the failure", experiment_id)
@@ -202,8 +217,9 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     try:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
-        db_write(_finish_if_ours, experiment_id, attempt, FAILED,
-                 error=f"stored spec is invalid: {exc}")
+        db_write(
+            _finish_if_ours, experiment_id, attempt, FAILED, error=f"stored spec is invalid: {exc}"
+        )
         return "failed"
 
     resume = None
@@ -211,11 +227,16 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     if saved is not None:
         try:
             resume = ckpt.loads(saved)
-            log.info("experiment %s attempt %s resumes after epoch %s", experiment_id, attempt,
-                     resume.epoch)
+            log.info(
+                "experiment %s attempt %s resumes after epoch %s",
+                experiment_id,
+                attempt,
+                resume.epoch,
+            )
         except (ValueError, KeyError) as exc:
-            log.warning("experiment %s: unreadable checkpoint (%s); starting over",
-                        experiment_id, exc)
+            log.warning(
+                "experiment %s: unreadable checkpoint (%s); starting over", experiment_id, exc
+            )
 
     if attempt > 1:
         db_write(_truncate_if_ours, experiment_id, attempt, resume.epoch if resume else 0)
@@ -228,8 +249,14 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     saver = _CheckpointPacer(settings.checkpoint_budget)
 
     def on_built(result) -> None:
-        db_write(repo.update_experiment, experiment_id, layers=result.layers,
-                 params=result.params, build_seconds=result.build_seconds, device=device)
+        db_write(
+            repo.update_experiment,
+            experiment_id,
+            layers=result.layers,
+            params=result.params,
+            build_seconds=result.build_seconds,
+            device=device,
+        )
 
     def on_checkpoint(model, epochs) -> None:
         saver.offer(model, epochs)
@@ -237,23 +264,36 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     def write_epoch(session, report) -> bool:
         if not repo.renew_lease(session, experiment_id, attempt, settings.lease_seconds):
             raise LeaseLost()
-        repo.record_epoch(session, experiment_id, attempt, {
-            "epoch": report.epoch, "loss": report.loss, "accuracy": report.accuracy,
-            "val_loss": report.val_loss, "val_accuracy": report.val_accuracy,
-            "learning_rate": report.learning_rate, "seconds": report.seconds,
-            "grad_norms": report.grad_norms,
-        })
+        repo.record_epoch(
+            session,
+            experiment_id,
+            attempt,
+            {
+                "epoch": report.epoch,
+                "loss": report.loss,
+                "accuracy": report.accuracy,
+                "val_loss": report.val_loss,
+                "val_accuracy": report.val_accuracy,
+                "learning_rate": report.learning_rate,
+                "seconds": report.seconds,
+                "grad_norms": report.grad_norms,
+            },
+        )
         if saver.pending is not None:
-            repo.put_artifact(session, experiment_id, repo.CHECKPOINT,
-                              "application/x-labq-checkpoint", saver.pending)
+            repo.put_artifact(
+                session,
+                experiment_id,
+                repo.CHECKPOINT,
+                "application/x-labq-checkpoint",
+                saver.pending,
+            )
         return repo.cancel_requested(session, experiment_id)
 
     def on_epoch(report) -> bool:
         if keeper.lost.is_set():
             raise LeaseLost()
         if crash_epoch == report.epoch:
-            log.warning("%s: killing this worker process at epoch %s", CRASH_HOOK_ENV,
-                        report.epoch)
+            log.warning("%s: killing this worker process at epoch %s", CRASH_HOOK_ENV, report.epoch)
             os.kill(os.getpid(), signal.SIGKILL)
         t0 = time.perf_counter()
         cancel = db_write(write_epoch, report)
@@ -261,15 +301,28 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
             saver.written(time.perf_counter() - t0)
         return cancel
 
-    result = train(spec, data, on_epoch=on_epoch, on_built=on_built, resume=resume,
-                   checkpoint=on_checkpoint, should_stop=keeper.should_stop,
-                   check_every=settings.cancel_check_batches)
+    result = train(
+        spec,
+        data,
+        on_epoch=on_epoch,
+        on_built=on_built,
+        resume=resume,
+        checkpoint=on_checkpoint,
+        should_stop=keeper.should_stop,
+        check_every=settings.cancel_check_batches,
+    )
     if keeper.lost.is_set():
         raise LeaseLost()
     if keeper.timed_out and not keeper.cancel.is_set():
-        db_write(_finish_if_ours, experiment_id, attempt, FAILED, train_seconds=result.train_seconds,
-                 error=f"time limit of {soft_limit} s exceeded (from the spec's estimated cost "
-                       f"{estimate_flops(spec):.3g} FLOP; see LABQ_JOB_FLOPS_PER_SECOND)")
+        db_write(
+            _finish_if_ours,
+            experiment_id,
+            attempt,
+            FAILED,
+            train_seconds=result.train_seconds,
+            error=f"time limit of {soft_limit} s exceeded (from the spec's estimated cost "
+            f"{estimate_flops(spec):.3g} FLOP; see LABQ_JOB_FLOPS_PER_SECOND)",
+        )
         return "failed"
 
     status = CANCELLED if result.stopped == "cancelled" else SUCCEEDED
@@ -277,13 +330,20 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     np.save(buf, result.first_kernel)
 
     def write_result(session) -> None:
-        repo.put_artifact(session, experiment_id, "first_kernel.npy", "application/x-npy",
-                          buf.getvalue())
-        _finish_if_ours(session, experiment_id, attempt, status,
-                        train_seconds=result.train_seconds, test_loss=result.test_loss,
-                        test_accuracy=result.test_accuracy, diverged=result.diverged,
-                        error="training diverged (loss became NaN or infinite)"
-                        if result.diverged else None)
+        repo.put_artifact(
+            session, experiment_id, "first_kernel.npy", "application/x-npy", buf.getvalue()
+        )
+        _finish_if_ours(
+            session,
+            experiment_id,
+            attempt,
+            status,
+            train_seconds=result.train_seconds,
+            test_loss=result.test_loss,
+            test_accuracy=result.test_accuracy,
+            diverged=result.diverged,
+            error="training diverged (loss became NaN or infinite)" if result.diverged else None,
+        )
 
     db_write(write_result)
     log.info("experiment %s %s (attempt %s)", experiment_id, status, attempt)

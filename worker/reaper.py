@@ -35,9 +35,15 @@ def reap(requeue_queued: bool = False) -> list[int]:
         for exp_id in repo.expired_leases(session):
             exp = repo.get(session, exp_id)
             if exp.attempt >= settings.max_attempts:
-                repo.finish(session, exp_id, FAILED, error=(
-                    f"worker lost {exp.attempt} times (attempt cap {settings.max_attempts}); "
-                    "the job may be killing its worker (out of memory?)"))
+                repo.finish(
+                    session,
+                    exp_id,
+                    FAILED,
+                    error=(
+                        f"worker lost {exp.attempt} times (attempt cap {settings.max_attempts}); "
+                        "the job may be killing its worker (out of memory?)"
+                    ),
+                )
                 log.warning("experiment %s failed after %s lost attempts", exp_id, exp.attempt)
             else:
                 candidates.append(exp_id)
@@ -85,5 +91,6 @@ def _expire_dead_local(session) -> None:
         owner_host, _, pid = (exp.worker or "").rpartition(":")
         if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
             log.warning("experiment %s: its worker process %s is gone; lease expired", exp.id, pid)
-            repo.update_experiment(session, exp.id,
-                                   lease_expires_at=utcnow() - timedelta(seconds=1))
+            repo.update_experiment(
+                session, exp.id, lease_expires_at=utcnow() - timedelta(seconds=1)
+            )

@@ -31,8 +31,9 @@ def mount_static(app: FastAPI) -> None:
 
 
 def _page(request: Request, template: str, title: str, **context) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(request, template, {"title": title, "page": template
-                                                          .removesuffix(".html"), **context})
+    return TEMPLATES.TemplateResponse(
+        request, template, {"title": title, "page": template.removesuffix(".html"), **context}
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -55,21 +56,34 @@ def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]):
         if exp is None:
             raise HTTPException(404, f"experiment {experiment_id} not found")
         name = exp.name
-    return _page(request, "run.html", f"#{experiment_id} {name}", experiment_id=experiment_id,
-                 name=name)
+    return _page(
+        request, "run.html", f"#{experiment_id} {name}", experiment_id=experiment_id, name=name
+    )
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request,
-                 ids: Annotated[str | None, Query(max_length=1000, pattern=r"^\d+(,\d+)*$",
-                                                  description="comma-separated run ids")] = None,
-                 sweep: Annotated[int | None, Query(ge=1)] = None):
+def compare_page(
+    request: Request,
+    ids: Annotated[
+        str | None,
+        Query(max_length=1000, pattern=r"^\d+(,\d+)*$", description="comma-separated run ids"),
+    ] = None,
+    sweep: Annotated[int | None, Query(ge=1)] = None,
+):
     run_ids = list(dict.fromkeys(int(i) for i in ids.split(","))) if ids else []
     if len(run_ids) > MAX_COMPARE:
-        raise RequestValidationError([{"loc": ("query", "ids"), "type": "too_long",
-                                       "msg": f"at most {MAX_COMPARE} runs can be compared"}])
-    return _page(request, "compare.html", "Compare", ids=run_ids, sweep=sweep,
-                 max_compare=MAX_COMPARE)
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "ids"),
+                    "type": "too_long",
+                    "msg": f"at most {MAX_COMPARE} runs can be compared",
+                }
+            ]
+        )
+    return _page(
+        request, "compare.html", "Compare", ids=run_ids, sweep=sweep, max_compare=MAX_COMPARE
+    )
 
 
 @router.get("/submit", response_class=HTMLResponse)

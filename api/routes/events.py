@@ -19,8 +19,8 @@ attempt starts), `epoch` (one new epoch row), `end` (the run finished; the strea
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from contextlib import contextmanager
-from typing import AsyncIterator
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
@@ -50,8 +50,11 @@ _open_streams = 0
 def stream_slot(settings: SettingsDep) -> None:
     """Refuse a stream up front (before any byte is sent) when this process serves enough."""
     if _open_streams >= settings.max_event_streams:
-        raise HTTPException(503, f"too many event streams open ({settings.max_event_streams}); "
-                                 "poll GET /experiments instead")
+        raise HTTPException(
+            503,
+            f"too many event streams open ({settings.max_event_streams}); "
+            "poll GET /experiments instead",
+        )
 
 
 @contextmanager
@@ -78,40 +81,72 @@ class QueueWatch:
 
     def poll(self) -> list[ServerSentEvent]:
         with session_scope() as s:
-            signature = tuple(s.execute(select(
-                func.count(), func.coalesce(func.max(Experiment.id), 0),
-                func.coalesce(func.sum(Experiment.epochs_done), 0),
-                func.count(Experiment.started_at), func.count(Experiment.finished_at),
-                func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
-                func.coalesce(func.sum(Experiment.attempt), 0),
-                func.coalesce(func.sum(case((Experiment.status == RUNNING, 1), else_=0)), 0),
-            )).one())
+            signature = tuple(
+                s.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.max(Experiment.id), 0),
+                        func.coalesce(func.sum(Experiment.epochs_done), 0),
+                        func.count(Experiment.started_at),
+                        func.count(Experiment.finished_at),
+                        func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
+                        func.coalesce(func.sum(Experiment.attempt), 0),
+                        func.coalesce(
+                            func.sum(case((Experiment.status == RUNNING, 1), else_=0)), 0
+                        ),
+                    )
+                ).one()
+            )
             if signature == self.signature:
                 return []
             first, self.started = not self.started, True
             queued = set(s.scalars(select(Experiment.id).where(Experiment.status == QUEUED)))
             running = set(s.scalars(select(Experiment.id).where(Experiment.status == RUNNING)))
-            events = [ServerSentEvent(event="queue", data={
-                "queued": len(queued), "running": len(running), "total": signature[0]})]
+            events = [
+                ServerSentEvent(
+                    event="queue",
+                    data={"queued": len(queued), "running": len(running), "total": signature[0]},
+                )
+            ]
             if first:
                 self.max_id = signature[1]
                 candidates: set[int] = set()
             else:
                 candidates = running | (self.queued - queued) | (self.running - running)
-            new_ids = list(s.scalars(select(Experiment.id).where(Experiment.id > self.max_id)
-                                     .order_by(Experiment.id).limit(MAX_ROWS_PER_TICK)))
+            new_ids = list(
+                s.scalars(
+                    select(Experiment.id)
+                    .where(Experiment.id > self.max_id)
+                    .order_by(Experiment.id)
+                    .limit(MAX_ROWS_PER_TICK)
+                )
+            )
             candidates |= set(new_ids)
             picked = sorted(candidates)[:MAX_ROWS_PER_TICK]
             more = len(candidates) > len(picked) or len(new_ids) == MAX_ROWS_PER_TICK
-            rows = list(s.scalars(select(Experiment).where(Experiment.id.in_(picked)))) \
-                if picked else []
+            rows = (
+                list(s.scalars(select(Experiment).where(Experiment.id.in_(picked))))
+                if picked
+                else []
+            )
             positions = repo.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
             for row in rows:
-                mark = (row.status, row.epochs_done, row.attempt, row.cancel_requested,
-                        row.val_accuracy, row.train_seconds)
+                mark = (
+                    row.status,
+                    row.epochs_done,
+                    row.attempt,
+                    row.cancel_requested,
+                    row.val_accuracy,
+                    row.train_seconds,
+                )
                 if self.sent.get(row.id) != mark:
-                    events.append(ServerSentEvent(event="experiment", id=str(row.id),
-                                                  data=to_summary(row, positions.get(row.id))))
+                    events.append(
+                        ServerSentEvent(
+                            event="experiment",
+                            id=str(row.id),
+                            data=to_summary(row, positions.get(row.id)),
+                        )
+                    )
                 if row.status in FINISHED:
                     self.sent.pop(row.id, None)
                 else:
@@ -143,9 +178,17 @@ class RunWatch:
                 return [ServerSentEvent(event="end", data={"id": self.id, "status": None})]
             public = to_public(s, exp)
             events: list[ServerSentEvent] = []
-            mark = (exp.status, exp.epochs_done, exp.attempt, exp.cancel_requested,
-                    exp.finished_at, exp.train_seconds, exp.test_accuracy, exp.error,
-                    public.queue_position)
+            mark = (
+                exp.status,
+                exp.epochs_done,
+                exp.attempt,
+                exp.cancel_requested,
+                exp.finished_at,
+                exp.train_seconds,
+                exp.test_accuracy,
+                exp.error,
+                public.queue_position,
+            )
             if mark != self.mark:
                 self.mark = mark
                 events.append(ServerSentEvent(event="experiment", data=public))
@@ -153,21 +196,36 @@ class RunWatch:
             if exp.attempt != self.attempt:
                 self.attempt = exp.attempt
                 rows = list(s.scalars(query.order_by(EpochRow.epoch)))
-                events.append(ServerSentEvent(event="history", data=[
-                    EpochPublic.model_validate(r, from_attributes=True) for r in rows]))
+                events.append(
+                    ServerSentEvent(
+                        event="history",
+                        data=[EpochPublic.model_validate(r, from_attributes=True) for r in rows],
+                    )
+                )
                 self.epoch = 0
             else:
-                rows = list(s.scalars(query.where(EpochRow.epoch > self.epoch)
-                                      .order_by(EpochRow.epoch).limit(MAX_ROWS_PER_TICK)))
-                events += [ServerSentEvent(event="epoch", id=str(r.epoch),
-                                           data=EpochPublic.model_validate(r, from_attributes=True))
-                           for r in rows]
+                rows = list(
+                    s.scalars(
+                        query.where(EpochRow.epoch > self.epoch)
+                        .order_by(EpochRow.epoch)
+                        .limit(MAX_ROWS_PER_TICK)
+                    )
+                )
+                events += [
+                    ServerSentEvent(
+                        event="epoch",
+                        id=str(r.epoch),
+                        data=EpochPublic.model_validate(r, from_attributes=True),
+                    )
+                    for r in rows
+                ]
             if rows:
                 self.epoch = rows[-1].epoch
             if exp.status in FINISHED:
                 self.done = True
-                events.append(ServerSentEvent(event="end",
-                                              data={"id": self.id, "status": exp.status}))
+                events.append(
+                    ServerSentEvent(event="end", data={"id": self.id, "status": exp.status})
+                )
             return events
 
 
@@ -184,8 +242,9 @@ async def _stream(request: Request, watch) -> AsyncIterator[bytes]:
     has lived MAX_STREAM_SECONDS. A disconnect is noticed here at the next tick (and Starlette
     cancels this generator as soon as it sees one), so the place is freed within a poll."""
     with _counted():
-        yield encode(ServerSentEvent(event="hello", data={"poll_seconds": POLL_SECONDS},
-                                     retry=RETRY_MS))
+        yield encode(
+            ServerSentEvent(event="hello", data={"poll_seconds": POLL_SECONDS}, retry=RETRY_MS)
+        )
         started = last_sent = time.monotonic()
         while time.monotonic() - started < MAX_STREAM_SECONDS and not watch.done:
             if await request.is_disconnected():
@@ -202,8 +261,11 @@ async def _stream(request: Request, watch) -> AsyncIterator[bytes]:
 
 
 def _response(request: Request, watch) -> StreamingResponse:
-    return StreamingResponse(_stream(request, watch), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _stream(request, watch),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def run_exists(experiment_id: int = Path(ge=1)) -> int:
@@ -213,16 +275,23 @@ def run_exists(experiment_id: int = Path(ge=1)) -> int:
     return experiment_id
 
 
-@router.get("/events", dependencies=[Depends(stream_slot)],
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/events",
+    dependencies=[Depends(stream_slot)],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def queue_events(request: Request) -> StreamingResponse:
     """Changes of every experiment, as they reach the database (see the module docstring)."""
     return _response(request, QueueWatch())
 
 
-@router.get("/experiments/{experiment_id}/events", dependencies=[Depends(stream_slot)],
-            responses={200: {"content": {"text/event-stream": {}}}})
-async def run_events(request: Request, experiment_id: int = Depends(run_exists)
-                     ) -> StreamingResponse:
+@router.get(
+    "/experiments/{experiment_id}/events",
+    dependencies=[Depends(stream_slot)],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_events(
+    request: Request, experiment_id: int = Depends(run_exists)
+) -> StreamingResponse:
     """One run's state and epochs as they are written; ends when the run has finished."""
     return _response(request, RunWatch(experiment_id))

@@ -11,8 +11,14 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import MAX_ID, ExperimentDep, IdPath, SessionDep, SettingsDep, get_experiment
-from api.schemas import (Accepted, EpochPublic, ExperimentPage, ExperimentPublic,
-                         ExperimentSummary, Metrics)
+from api.schemas import (
+    Accepted,
+    EpochPublic,
+    ExperimentPage,
+    ExperimentPublic,
+    ExperimentSummary,
+    Metrics,
+)
 from core import figures
 from core.constants import QUEUED, STATUSES
 from core.queue import enqueue
@@ -69,35 +75,68 @@ def arch_of(raw: dict) -> str:
 def to_public(session, exp: Experiment) -> ExperimentPublic:
     position = None
     if exp.status == QUEUED:
-        position = session.scalar(select(func.count()).where(
-            Experiment.status == QUEUED, Experiment.id <= exp.id))
+        position = session.scalar(
+            select(func.count()).where(Experiment.status == QUEUED, Experiment.id <= exp.id)
+        )
     started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
     base = f"/experiments/{exp.id}"
     return ExperimentPublic(
-        id=exp.id, name=exp.name, architecture=arch_of(exp.spec), status=exp.status, spec=exp.spec,
-        sweep_id=exp.sweep_id, created_at=exp.created_at, started_at=exp.started_at,
-        finished_at=exp.finished_at, queue_seconds=_seconds(exp.created_at, started),
-        build_seconds=exp.build_seconds, train_seconds=exp.train_seconds,
-        queue_position=position, epochs_done=exp.epochs_done, epochs_total=exp.epochs_total,
+        id=exp.id,
+        name=exp.name,
+        architecture=arch_of(exp.spec),
+        status=exp.status,
+        spec=exp.spec,
+        sweep_id=exp.sweep_id,
+        created_at=exp.created_at,
+        started_at=exp.started_at,
+        finished_at=exp.finished_at,
+        queue_seconds=_seconds(exp.created_at, started),
+        build_seconds=exp.build_seconds,
+        train_seconds=exp.train_seconds,
+        queue_position=position,
+        epochs_done=exp.epochs_done,
+        epochs_total=exp.epochs_total,
         train=Metrics(loss=exp.train_loss, accuracy=exp.train_accuracy),
         val=Metrics(loss=exp.val_loss, accuracy=exp.val_accuracy),
         test=Metrics(loss=exp.test_loss, accuracy=exp.test_accuracy),
-        best_val_accuracy=exp.best_val_accuracy, best_val_loss=exp.best_val_loss,
-        diverged=exp.diverged, params=exp.params, layers=exp.layers, error=exp.error,
-        traceback=exp.traceback, cancel_requested=exp.cancel_requested, attempt=exp.attempt,
-        worker=exp.worker, device=exp.device,
-        links={"self": base, "history": f"{base}/history", "filters": f"{base}/filters.png",
-               "history_png": f"{base}/history.png", "cancel": f"{base}/cancel"},
+        best_val_accuracy=exp.best_val_accuracy,
+        best_val_loss=exp.best_val_loss,
+        diverged=exp.diverged,
+        params=exp.params,
+        layers=exp.layers,
+        error=exp.error,
+        traceback=exp.traceback,
+        cancel_requested=exp.cancel_requested,
+        attempt=exp.attempt,
+        worker=exp.worker,
+        device=exp.device,
+        links={
+            "self": base,
+            "history": f"{base}/history",
+            "filters": f"{base}/filters.png",
+            "history_png": f"{base}/history.png",
+            "cancel": f"{base}/cancel",
+        },
     )
 
 
 def to_summary(exp: Experiment, queue_position: int | None = None) -> ExperimentSummary:
     return ExperimentSummary(
-        id=exp.id, name=exp.name, architecture=arch_of(exp.spec),
-        status=exp.status, sweep_id=exp.sweep_id, created_at=exp.created_at,
-        epochs_done=exp.epochs_done, epochs_total=exp.epochs_total, val_accuracy=exp.val_accuracy,
-        test_accuracy=exp.test_accuracy, train_seconds=exp.train_seconds, params=exp.params,
-        queue_position=queue_position, url=f"/experiments/{exp.id}")
+        id=exp.id,
+        name=exp.name,
+        architecture=arch_of(exp.spec),
+        status=exp.status,
+        sweep_id=exp.sweep_id,
+        created_at=exp.created_at,
+        epochs_done=exp.epochs_done,
+        epochs_total=exp.epochs_total,
+        val_accuracy=exp.val_accuracy,
+        test_accuracy=exp.test_accuracy,
+        train_seconds=exp.train_seconds,
+        params=exp.params,
+        queue_position=queue_position,
+        url=f"/experiments/{exp.id}",
+    )
 
 
 @router.post("", status_code=202, response_model=Accepted)
@@ -112,22 +151,30 @@ def create(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, res
 # a sync route with sync dependencies costs four or five thread hops per request (session open
 # and close, lookup, body, response validation), each a wait for the GIL under load.
 
+
 @router.get("", response_model=ExperimentPage)
-async def list_(status: StatusFilter = None,
-                name: Annotated[str | None, Query(max_length=200)] = None,
-                sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-                limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
+async def list_(
+    status: StatusFilter = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+):
     return await run_in_threadpool(_page, status, name, sweep_id, limit, offset)
 
 
 def _page(status, name, sweep_id, limit: int, offset: int) -> ExperimentPage:
     with session_scope() as session:
-        rows, total = repo.list_experiments(session, status=status, name=name,
-                                            sweep_id=sweep_id, limit=limit, offset=offset)
+        rows, total = repo.list_experiments(
+            session, status=status, name=name, sweep_id=sweep_id, limit=limit, offset=offset
+        )
         positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
-        return ExperimentPage(items=[to_summary(r, positions.get(r.id)) for r in rows],
-                              total=total, limit=limit, offset=offset)
+        return ExperimentPage(
+            items=[to_summary(r, positions.get(r.id)) for r in rows],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
@@ -142,31 +189,41 @@ def _read(experiment_id: int) -> ExperimentPublic:
 
 @router.get("/{experiment_id}/history", response_model=list[EpochPublic])
 def history(exp: ExperimentDep, session: SessionDep):
-    return [EpochPublic.model_validate(row, from_attributes=True)
-            for row in repo.history(session, exp.id)]
+    return [
+        EpochPublic.model_validate(row, from_attributes=True)
+        for row in repo.history(session, exp.id)
+    ]
 
 
-@router.get("/{experiment_id}/filters.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
-def filters(exp: ExperimentDep, session: SessionDep,
-            n: Annotated[int, Query(ge=1, le=100)] = 10):
+@router.get(
+    "/{experiment_id}/filters.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def filters(exp: ExperimentDep, session: SessionDep, n: Annotated[int, Query(ge=1, le=100)] = 10):
     art = repo.get_artifact(session, exp.id, "first_kernel.npy")
     if art is None:
-        raise HTTPException(409, f"experiment {exp.id} has no trained weights yet "
-                                 f"(status {exp.status})")
+        raise HTTPException(
+            409, f"experiment {exp.id} has no trained weights yet (status {exp.status})"
+        )
     kernel = np.load(io.BytesIO(art.data))
     return Response(figures.filters_png(kernel, n), media_type="image/png")
 
 
-@router.get("/{experiment_id}/history.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/{experiment_id}/history.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
 def history_png(exp: ExperimentDep, session: SessionDep):
     rows = history(exp, session)
     if not rows:
-        raise HTTPException(409, f"experiment {exp.id} has no finished epoch yet "
-                                 f"(status {exp.status})")
-    return Response(figures.history_png([r.model_dump() for r in rows], exp.name),
-                    media_type="image/png")
+        raise HTTPException(
+            409, f"experiment {exp.id} has no finished epoch yet (status {exp.status})"
+        )
+    return Response(
+        figures.history_png([r.model_dump() for r in rows], exp.name), media_type="image/png"
+    )
 
 
 @router.post("/{experiment_id}/cancel", status_code=202, response_model=ExperimentPublic)
@@ -177,14 +234,21 @@ def cancel(exp: ExperimentDep, session: SessionDep):
     return to_public(session, exp)
 
 
-@router.post("/{experiment_id}/retry", status_code=202, response_model=ExperimentPublic,
-             responses={409: {"description": "the experiment is not failed or cancelled"}})
+@router.post(
+    "/{experiment_id}/retry",
+    status_code=202,
+    response_model=ExperimentPublic,
+    responses={409: {"description": "the experiment is not failed or cancelled"}},
+)
 def retry(exp: ExperimentDep, session: SessionDep):
     """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
     cleared; id, name and spec are kept)."""
     if not repo.retry(session, exp.id):
-        raise HTTPException(409, f"experiment {exp.id} is {exp.status}; only failed or cancelled "
-                                 "experiments can be retried")
+        raise HTTPException(
+            409,
+            f"experiment {exp.id} is {exp.status}; only failed or cancelled "
+            "experiments can be retried",
+        )
     session.commit()
     session.refresh(exp)
     enqueue_stored([exp.id])

@@ -26,8 +26,9 @@ PING_TIMEOUT = 0.5
 
 def _ping_workers() -> list[str]:
     try:
-        return sorted(name for reply in producer().control.ping(timeout=PING_TIMEOUT)
-                      for name in reply)
+        return sorted(
+            name for reply in producer().control.ping(timeout=PING_TIMEOUT) for name in reply
+        )
     except Exception:
         return []
 
@@ -92,5 +93,6 @@ def health(session: SessionDep, settings: SettingsDep, response: Response):
     workers = _workers.get() if broker == "ok" else []
     ok = database == "ok" and broker == "ok"
     response.status_code = 200 if ok else 503
-    return Health(status="ok" if ok else "degraded", database=database, broker=broker,
-                  workers=workers)
+    return Health(
+        status="ok" if ok else "degraded", database=database, broker=broker, workers=workers
+    )

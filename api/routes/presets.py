@@ -22,9 +22,11 @@ class PresetRun(BaseModel):
 
     repeats: int = Field(1, ge=1, le=MAX_REPEATS, description="seeds per configuration")
     overrides: dict[str, Any] = Field(
-        default_factory=dict, max_length=20,
+        default_factory=dict,
+        max_length=20,
         description='dotted paths set on the preset\'s base spec, e.g. {"train_samples": 6000, '
-                    '"epochs": 2}; the grid still sets its own paths')
+        '"epochs": 2}; the grid still sets its own paths',
+    )
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
@@ -50,24 +52,35 @@ def _apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:
         try:
             set_path(doc, path, value)
         except KeyError as exc:
-            problems.append({"loc": ("body", "overrides", *path.split(".")),
-                             "msg": f"no such path in the spec: {exc.args[0]}", "type": "bad_path"})
+            problems.append(
+                {
+                    "loc": ("body", "overrides", *path.split(".")),
+                    "msg": f"no such path in the spec: {exc.args[0]}",
+                    "type": "bad_path",
+                }
+            )
     if not problems:
         try:
             ExperimentSpec.model_validate(doc)
         except ValidationError as exc:
             for e in exc.errors():
                 loc = [str(p) for p in e["loc"] if p not in ("dense", "dropout", "Holdout")]
-                problems.append({"loc": ("body", "overrides", *loc), "msg": e["msg"],
-                                 "type": e["type"]})
+                problems.append(
+                    {"loc": ("body", "overrides", *loc), "msg": e["msg"], "type": e["type"]}
+                )
     if problems:
         raise RequestValidationError(problems)
     return doc
 
 
 @router.post("/{name}/run", status_code=202, response_model=SweepAccepted)
-def run(name: str, session: SessionDep, settings: SettingsDep, response: Response,
-        body: PresetRun | None = None):
+def run(
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    body: PresetRun | None = None,
+):
     preset = lab.get(name)
     if preset is None:
         raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
@@ -75,6 +88,7 @@ def run(name: str, session: SessionDep, settings: SettingsDep, response: Respons
         raise HTTPException(409, f"preset {name!r} is not a sweep: {preset.description}")
     body = body or PresetRun()
     base = _apply_overrides(preset.base, body.overrides)
-    spec = SweepSpec(name=body.name or preset.name, base=base, grid=preset.grid,
-                     repeats=body.repeats)
+    spec = SweepSpec(
+        name=body.name or preset.name, base=base, grid=preset.grid, repeats=body.repeats
+    )
     return queue_sweep(session, settings, spec, response, preset=preset.name)

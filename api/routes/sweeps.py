@@ -11,8 +11,15 @@ from sqlalchemy.orm import Session
 
 from api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
 from api.routes.experiments import enqueue_stored
-from api.sweep_schemas import (METRICS, SweepAccepted, SweepPublic, SweepSummary, child_row,
-                               public, summary)
+from api.sweep_schemas import (
+    METRICS,
+    SweepAccepted,
+    SweepPublic,
+    SweepSummary,
+    child_row,
+    public,
+    summary,
+)
 from core import figures
 from core.settings import Settings
 from core.sweep import SweepError, SweepSpec, expand
@@ -23,25 +30,45 @@ from db.models import Sweep
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 
-def queue_sweep(session: Session, settings: Settings, spec: SweepSpec, response: Response,
-                preset: str | None = None, loc_prefix: tuple = ("body",)) -> SweepAccepted:
+def queue_sweep(
+    session: Session,
+    settings: Settings,
+    spec: SweepSpec,
+    response: Response,
+    preset: str | None = None,
+    loc_prefix: tuple = ("body",),
+) -> SweepAccepted:
     """Expand and check every child (paths, values, child cap, cost cap), store the sweep and all
     children in one transaction, commit, then enqueue. Any problem: 422, nothing stored."""
     try:
         children = expand(spec, settings.max_sweep_children, settings.max_job_flops)
     except SweepError as exc:
-        raise RequestValidationError([
-            {"loc": (*loc_prefix, *p.field.split(".")), "msg": p.msg, "type": p.type}
-            for p in exc.problems])
+        raise RequestValidationError(
+            [
+                {"loc": (*loc_prefix, *p.field.split(".")), "msg": p.msg, "type": p.type}
+                for p in exc.problems
+            ]
+        ) from None
     base = {**spec.base, "seed": children[0].spec.seed}  # the seed repeats count from
     sweep, exps = db_sweeps.create_sweep(
-        session, name=spec.name, base=base, grid=spec.grid, repeats=spec.repeats, preset=preset,
-        children=[(c.spec, c.config_key) for c in children])
+        session,
+        name=spec.name,
+        base=base,
+        grid=spec.grid,
+        repeats=spec.repeats,
+        preset=preset,
+        children=[(c.spec, c.config_key) for c in children],
+    )
     session.commit()
     warning = enqueue_stored([e.id for e in exps])
     response.headers["Location"] = f"/sweeps/{sweep.id}"
-    return SweepAccepted(id=sweep.id, status="queued", children=[e.id for e in exps],
-                         url=f"/sweeps/{sweep.id}", warning=warning)
+    return SweepAccepted(
+        id=sweep.id,
+        status="queued",
+        children=[e.id for e in exps],
+        url=f"/sweeps/{sweep.id}",
+        warning=warning,
+    )
 
 
 def get_sweep(sweep_id: IdPath, session: SessionDep) -> Sweep:
@@ -66,10 +93,13 @@ def create(spec: SweepSpec, session: SessionDep, settings: SettingsDep, response
 
 
 @router.get("", response_model=list[SweepSummary])
-def list_(session: SessionDep, response: Response,
-          preset: Annotated[str | None, Query(max_length=100)] = None,
-          limit: Annotated[int, Query(ge=1, le=500)] = 50,
-          offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
+def list_(
+    session: SessionDep,
+    response: Response,
+    preset: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+):
     rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
     counts = db_sweeps.status_counts(session, [s.id for s in rows])
     response.headers["X-Total-Count"] = str(total)
@@ -97,42 +127,78 @@ def mean_history(histories: list[list[dict]]) -> list[dict]:
     return out
 
 
-@router.get("/{sweep_id}/compare.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/{sweep_id}/compare.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
 def compare(sweep: SweepDep, session: SessionDep):
     """Validation accuracy and loss per epoch of every configuration overlaid (mean of repeats)."""
     groups: dict[str, tuple[str, list[list[dict]]]] = {}
     for exp in db_sweeps.children(session, sweep.id):
-        hist = [{"epoch": h.epoch, "val_accuracy": h.val_accuracy, "val_loss": h.val_loss}
-                for h in repo.history(session, exp.id)]
+        hist = [
+            {"epoch": h.epoch, "val_accuracy": h.val_accuracy, "val_loss": h.val_loss}
+            for h in repo.history(session, exp.id)
+        ]
         if hist:
             row = child_row(sweep, exp)
             groups.setdefault(exp.config_key or str(exp.id), (row.label, []))[1].append(hist)
     if not groups:
         raise HTTPException(409, f"sweep {sweep.id} has no finished epoch yet")
-    series = [(lbl + (f" (mean of {len(h)})" if len(h) > 1 else ""), mean_history(h))
-              for lbl, h in groups.values()]
+    series = [
+        (lbl + (f" (mean of {len(h)})" if len(h) > 1 else ""), mean_history(h))
+        for lbl, h in groups.values()
+    ]
     return Response(figures.compare_png(series, sweep.name), media_type="image/png")
 
 
-@router.get("/{sweep_id}/results.csv", response_class=Response,
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/{sweep_id}/results.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 def results_csv(sweep: SweepDep, session: SessionDep):
     """One row per child: its configuration (one column per grid path), seed, status, metrics."""
     rows = _public(session, sweep).children
     paths = list(sweep.grid)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["sweep_id", "experiment_id", "config_key", "label", *paths, "seed", "status",
-                     "diverged", *METRICS])
+    writer.writerow(
+        [
+            "sweep_id",
+            "experiment_id",
+            "config_key",
+            "label",
+            *paths,
+            "seed",
+            "status",
+            "diverged",
+            *METRICS,
+        ]
+    )
     for r in rows:
-        config = [json.dumps(r.config[p]) if isinstance(r.config[p], (list, dict))
-                  else r.config[p] for p in paths]
-        writer.writerow([sweep.id, r.id, r.config_key, r.label, *config, r.seed, r.status,
-                         r.diverged, *("" if getattr(r, m) is None else getattr(r, m)
-                                       for m in METRICS)])
-    return Response(buf.getvalue(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="sweep-{sweep.id}.csv"'})
+        config = [
+            json.dumps(r.config[p]) if isinstance(r.config[p], (list, dict)) else r.config[p]
+            for p in paths
+        ]
+        writer.writerow(
+            [
+                sweep.id,
+                r.id,
+                r.config_key,
+                r.label,
+                *config,
+                r.seed,
+                r.status,
+                r.diverged,
+                *("" if getattr(r, m) is None else getattr(r, m) for m in METRICS),
+            ]
+        )
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="sweep-{sweep.id}.csv"'},
+    )
 
 
 @router.post("/{sweep_id}/cancel", status_code=202, response_model=SweepPublic)

@@ -18,8 +18,13 @@ MAX_EVENT_STREAMS = 4
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory):
-    s = make_stack("sqlite", tmp_path_factory, None, None,
-                   extra_env={"LABQ_MAX_EVENT_STREAMS": str(MAX_EVENT_STREAMS)})
+    s = make_stack(
+        "sqlite",
+        tmp_path_factory,
+        None,
+        None,
+        extra_env={"LABQ_MAX_EVENT_STREAMS": str(MAX_EVENT_STREAMS)},
+    )
     s.start()
     yield s
     s.stop()

@@ -85,16 +85,18 @@ def watched(stack, browser, shots):
         pass
 
     row = f'#rows tr[data-id="{second}"]'
-    runs.wait_for_selector(f'{row} .status.succeeded', timeout=240_000)
+    runs.wait_for_selector(f"{row} .status.succeeded", timeout=240_000)
     runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.succeeded', timeout=60_000)
     runs.wait_for_selector("#health.ok")  # the header found the worker through GET /health
     assert "1 worker" in runs.inner_text("#health")
     runs.screenshot(path=shots / "dashboard-runs.png")
     result = {
-        "first": first, "second": second,
+        "first": first,
+        "second": second,
         "seen": runs.evaluate("window.__seen"),
         "not_reloaded": runs.evaluate("window.__notReloaded === true"),
-        "row_text": runs.inner_text(row), "form_banner": form.inner_text("#banner"),
+        "row_text": runs.inner_text(row),
+        "form_banner": form.inner_text("#banner"),
     }
     rec.check()
     rec.context.close()
@@ -107,8 +109,9 @@ def test_submitted_run_goes_queued_running_succeeded_without_reload(watched, sta
     statuses = [s["status"] for s in watched["seen"][str(watched["second"])]]
     order = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
     assert order == ["queued", "running", "succeeded"], watched["seen"]
-    assert any(s["queued"] for s in watched["seen"][str(watched["second"])]), \
+    assert any(s["queued"] for s in watched["seen"][str(watched["second"])]), (
         "the waiting run never showed its place in the queue"
+    )
     exp = stack.get(watched["second"])
     assert exp["status"] == "succeeded" and exp["name"] == "e2e-second"
     assert exp["spec"]["train_samples"] == 2000 and exp["epochs_done"] == 3
@@ -151,7 +154,7 @@ def test_run_page_in_dark_mode(watched, stack, browser, shots):
     page.goto(f"{stack.url}/runs/{watched['first']}")
     page.wait_for_selector("#chart-acc canvas")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    channels = [int(c) for c in background[background.index("(") + 1:-1].split(",")[:3]]
+    channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
     assert max(channels) < 80, background  # the dark palette applies
     img = page.wait_for_selector("#filters img")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img)
@@ -236,9 +239,14 @@ def test_refused_submission_shows_the_api_message_by_the_field(stack, recorder, 
 
 
 def test_sweep_filter_and_sweep_compare(stack, recorder):
-    r = httpx.post(f"{stack.url}/sweeps", json={
-        "name": "e2e-sweep", "grid": {"layers.0.units": [16, 24]},
-        "base": {"layers": [{"units": 8}], "epochs": 1, "train_samples": 1000}})
+    r = httpx.post(
+        f"{stack.url}/sweeps",
+        json={
+            "name": "e2e-sweep",
+            "grid": {"layers.0.units": [16, 24]},
+            "base": {"layers": [{"units": 8}], "epochs": 1, "train_samples": 1000},
+        },
+    )
     assert r.status_code == 202, r.text
     sweep = r.json()
     httpx.post(f"{stack.url}/sweeps/{sweep['id']}/cancel")  # no need to train them here
@@ -249,8 +257,9 @@ def test_sweep_filter_and_sweep_compare(stack, recorder):
     page.goto(stack.url + "/")
     page.wait_for_selector("#f-sweep-wrap:not(.hidden)")  # shown because GET /sweeps answers
     page.select_option("#f-sweep", str(sweep["id"]))
-    page.wait_for_function("n => document.querySelectorAll('#rows tr[data-id]').length === n",
-                           arg=len(children))
+    page.wait_for_function(
+        "n => document.querySelectorAll('#rows tr[data-id]').length === n", arg=len(children)
+    )
     shown = page.eval_on_selector_all("#rows tr[data-id]", "trs => trs.map(t => +t.dataset.id)")
     assert sorted(shown) == children
     assert f"sweep_id={sweep['id']}" in page.url  # the filtered view is linkable

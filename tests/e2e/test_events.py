@@ -54,8 +54,9 @@ def test_queue_stream_follows_a_new_run_to_the_end(stack, tiny):
 def test_run_stream_sends_state_history_and_ends(stack, tiny):
     exp_id = stack.submit({"name": "sse-run", **tiny})
     names, epochs = [], []
-    with httpx.stream("GET", f"{stack.url}/experiments/{exp_id}/events",
-                      timeout=httpx.Timeout(30, read=30)) as r:
+    with httpx.stream(
+        "GET", f"{stack.url}/experiments/{exp_id}/events", timeout=httpx.Timeout(30, read=30)
+    ) as r:
         assert r.status_code == 200
         for name, data in events(r, time.monotonic() + 240):
             names.append(name)
@@ -80,7 +81,9 @@ def test_run_stream_sends_state_history_and_ends(stack, tiny):
 
 def test_open_streams_are_bounded_and_freed_on_disconnect(stack):
     timeout = httpx.Timeout(10, read=10)
-    clients = [httpx.Client(base_url=stack.url, timeout=timeout) for _ in range(MAX_EVENT_STREAMS + 1)]
+    clients = [
+        httpx.Client(base_url=stack.url, timeout=timeout) for _ in range(MAX_EVENT_STREAMS + 1)
+    ]
     streams, readers = [], []  # a dropped line iterator would close its response: keep them
     try:
         for c in clients[:MAX_EVENT_STREAMS]:

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.integration
 def guarded(tmp_path_factory):
     s = make_stack("sqlite", tmp_path_factory, None, None, extra_env={"LABQ_HOST": "0.0.0.0"})
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    made = subprocess.run([sys.executable, "-m", "cli.main", "token", "create", "browser"],
-                          cwd=ROOT, env=s.env, capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "cli.main", "token", "create", "browser"],
+        cwd=ROOT,
+        env=s.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     s.token = made.stdout.strip()
     s.start()
     yield s
@@ -29,9 +35,11 @@ def guarded(tmp_path_factory):
 
 def test_sign_in_then_live_runs_page(guarded, browser):
     auth = {"Authorization": f"Bearer {guarded.token}"}
-    r = httpx.post(f"{guarded.url}/experiments", headers=auth,
-                   json={"name": "behind-auth", "layers": [{"units": 16}], "epochs": 1,
-                         "train_samples": 1000})
+    r = httpx.post(
+        f"{guarded.url}/experiments",
+        headers=auth,
+        json={"name": "behind-auth", "layers": [{"units": 16}], "epochs": 1, "train_samples": 1000},
+    )
     assert r.status_code == 202, r.text
 
     rec = Recorder(browser)

@@ -19,15 +19,26 @@ ALLOWED = "http://allowed.example"
 
 
 def labq(stack: Stack, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
-                          env=env or stack.env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        env=env or stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("auth"), extra_env={
-        "LABQ_RATE_LIMIT_PER_MINUTE": "40", "LABQ_MAX_ACTIVE_JOBS_PER_TOKEN": "2",
-        "LABQ_CORS_ORIGINS": f'["{ALLOWED}"]'})
+    s = Stack(
+        tmp_path_factory.mktemp("auth"),
+        extra_env={
+            "LABQ_RATE_LIMIT_PER_MINUTE": "40",
+            "LABQ_MAX_ACTIVE_JOBS_PER_TOKEN": "2",
+            "LABQ_CORS_ORIGINS": f'["{ALLOWED}"]',
+        },
+    )
     s.start()
     yield s
     s.stop()
@@ -56,8 +67,10 @@ def test_tokens_guard_writes_and_limits_apply(guarded):
         assert token not in r.text
     assert httpx.post(f"{url}/experiments/1/cancel").status_code == 401
     assert httpx.get(f"{url}/experiments").status_code == 200
-    assert httpx.get(f"{url}/experiments", headers={"Authorization": "Bearer wrong"}
-                     ).status_code == 401
+    assert (
+        httpx.get(f"{url}/experiments", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
 
     # Queued + running jobs per token: the third is refused and nothing is stored for it.
     ids = []
@@ -72,9 +85,17 @@ def test_tokens_guard_writes_and_limits_apply(guarded):
     assert httpx.get(f"{url}/experiments").json()["total"] == total
     engine = create_engine(f"sqlite:///{guarded.data_dir / 'labq.db'}")
     with engine.connect() as conn:
-        owners = conn.execute(text("SELECT t.name FROM experiments e JOIN tokens t "
-                                   "ON t.id = e.token_id WHERE e.id IN (:a, :b)"),
-                              {"a": ids[0], "b": ids[1]}).scalars().all()
+        owners = (
+            conn.execute(
+                text(
+                    "SELECT t.name FROM experiments e JOIN tokens t "
+                    "ON t.id = e.token_id WHERE e.id IN (:a, :b)"
+                ),
+                {"a": ids[0], "b": ids[1]},
+            )
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert owners == ["alice", "alice"]
     for exp_id in ids:
@@ -97,8 +118,9 @@ def test_cors_allowlist(guarded):
     pre = {"Access-Control-Request-Method": "POST"}
     ok = httpx.options(f"{guarded.url}/experiments", headers={"Origin": ALLOWED, **pre})
     assert ok.headers.get("access-control-allow-origin") == ALLOWED
-    other = httpx.options(f"{guarded.url}/experiments",
-                          headers={"Origin": "http://evil.example", **pre})
+    other = httpx.options(
+        f"{guarded.url}/experiments", headers={"Origin": "http://evil.example", **pre}
+    )
     assert "access-control-allow-origin" not in other.headers
 
 
@@ -132,11 +154,13 @@ def test_non_loopback_needs_a_token(tmp_path):
         cookie = {"Cookie": f"labq_token={token}"}
         assert httpx.get(f"{stack.url}/experiments", headers=cookie).status_code == 200
         assert httpx.get(f"{stack.url}/runs/1", headers=cookie).status_code == 200
-        assert httpx.get(f"{stack.url}/experiments",
-                         headers={"Cookie": "labq_token=wrong"}).status_code == 401
-        assert httpx.post(f"{stack.url}/experiments", json=SPEC,
-                          headers=cookie).status_code == 401
+        assert (
+            httpx.get(
+                f"{stack.url}/experiments", headers={"Cookie": "labq_token=wrong"}
+            ).status_code
+            == 401
+        )
+        assert httpx.post(f"{stack.url}/experiments", json=SPEC, headers=cookie).status_code == 401
         assert httpx.post(f"{stack.url}/experiments/1/cancel", headers=cookie).status_code == 401
     finally:
         stack.stop()
-

@@ -9,8 +9,14 @@ from cli.bench_service import run_service, service_tables
 
 def test_service_bench_smoke():
     lines: list[str] = []
-    report = run_service(clients=5, duration=2, jobs=3, pickups=2, worker_counts=(2,),
-                         log=lambda m: lines.append(str(m)))
+    report = run_service(
+        clients=5,
+        duration=2,
+        jobs=3,
+        pickups=2,
+        worker_counts=(2,),
+        log=lambda m: lines.append(str(m)),
+    )
     assert "stack_errors" not in report, report["stack_errors"]
     for key in ("requests", "pickup", "load", "throughput_2"):
         assert "error" not in report[key], (key, report[key], lines)

@@ -20,8 +20,13 @@ def live(tmp_path_factory):
 
 def labq(stack, *args, check=True) -> subprocess.CompletedProcess:
     env = {**stack.env, "LABQ_URL": stack.url, "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
     return out

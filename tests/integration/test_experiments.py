@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import httpx
-import psutil
 import matplotlib.image as mpimg
+import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -24,8 +24,11 @@ def count_rows(stack) -> int:
 
 
 def test_train_and_read_back(stack, tiny):
-    tiny["layers"] = [{"units": 40, "activation": "relu"}, {"type": "dropout", "rate": 0.2},
-                      {"units": 20, "activation": "tanh", "l2": 0.001}]
+    tiny["layers"] = [
+        {"units": 40, "activation": "relu"},
+        {"type": "dropout", "rate": 0.2},
+        {"units": 20, "activation": "tanh", "l2": 0.001},
+    ]
     r = httpx.post(f"{stack.url}/experiments", json={"name": "e2e", **tiny})
     assert r.status_code == 202
     exp_id = r.json()["id"]
@@ -35,9 +38,16 @@ def test_train_and_read_back(stack, tiny):
     assert exp["status"] == "succeeded", exp
     assert exp["epochs_done"] == exp["epochs_total"] == 2
     assert exp["architecture"] == "784-40-20-10 relu/tanh dropout 0.2"
-    shapes = [(l["name"], l["kernel_shape"], l["bias_shape"], l["params"]) for l in exp["layers"]]
-    assert shapes == [("dense_1", [784, 40], [40], 31400), ("dropout_2", None, None, 0),
-                      ("dense_3", [40, 20], [20], 820), ("output", [20, 10], [10], 210)]
+    shapes = [
+        (lyr["name"], lyr["kernel_shape"], lyr["bias_shape"], lyr["params"])
+        for lyr in exp["layers"]
+    ]
+    assert shapes == [
+        ("dense_1", [784, 40], [40], 31400),
+        ("dropout_2", None, None, 0),
+        ("dense_3", [40, 20], [20], 820),
+        ("output", [20, 10], [10], 210),
+    ]
     assert exp["params"] == 31400 + 820 + 210
     assert exp["queue_seconds"] >= 0 and exp["train_seconds"] > 0 and exp["build_seconds"] > 0
     assert 0.5 < exp["test"]["accuracy"] <= 1 and exp["val"]["accuracy"] == exp["test"]["accuracy"]
@@ -56,8 +66,10 @@ def test_train_and_read_back(stack, tiny):
     f3 = httpx.get(f"{stack.url}/experiments/{exp_id}/filters.png", params={"n": 3})
     assert f10.headers["content-type"] == "image/png"
     assert png_shape(f10.content)[1] > 2 * png_shape(f3.content)[1]  # ten tiles vs three
-    assert httpx.get(f"{stack.url}/experiments/{exp_id}/filters.png",
-                     params={"n": 0}).status_code == 422
+    assert (
+        httpx.get(f"{stack.url}/experiments/{exp_id}/filters.png", params={"n": 0}).status_code
+        == 422
+    )
     h = httpx.get(f"{stack.url}/experiments/{exp_id}/history.png")
     assert h.status_code == 200 and png_shape(h.content)[1] > 500
 
@@ -67,8 +79,7 @@ def test_worker_field_names_the_training_process(stack, tiny):
     relies on it to requeue at once a job whose process died."""
     exp = stack.wait(stack.submit({**tiny, "epochs": 1}))
     pid = int(exp["worker"].rsplit(":", 1)[1])
-    parents = [p for p in psutil.Process(stack.proc.pid).children()
-               if "worker" in p.cmdline()]
+    parents = [p for p in psutil.Process(stack.proc.pid).children() if "worker" in p.cmdline()]
     assert len(parents) == 1
     assert pid != parents[0].pid and pid in [c.pid for c in parents[0].children()]
 
@@ -79,8 +90,9 @@ def test_list_filter_and_paginate(stack, tiny):
         stack.wait(i)
     page = httpx.get(f"{stack.url}/experiments", params={"name": "page-", "limit": 2}).json()
     assert page["total"] == 3 and [e["id"] for e in page["items"]] == ids[::-1][:2]
-    page2 = httpx.get(f"{stack.url}/experiments",
-                      params={"name": "page-", "limit": 2, "offset": 2}).json()
+    page2 = httpx.get(
+        f"{stack.url}/experiments", params={"name": "page-", "limit": 2, "offset": 2}
+    ).json()
     assert [e["id"] for e in page2["items"]] == [ids[0]]
     done = httpx.get(f"{stack.url}/experiments", params={"status": "succeeded", "name": "page-"})
     assert done.json()["total"] == 3
@@ -88,24 +100,27 @@ def test_list_filter_and_paginate(stack, tiny):
     assert bad.status_code == 422 and "status" in bad.json()["message"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"layers": [{"units": 0}]}, "layers.0.units"),
-    ({"layers": [{"units": 9000}]}, "layers.0.units"),
-    ({"layers": [{"units": 10, "activation": "swish"}]}, "layers.0.activation"),
-    ({"layers": [{"type": "dropout", "rate": 1.0}]}, "layers.0.rate"),
-    ({"layers": [{"type": "conv9"}]}, "layers.0"),
-    ({"layers": [{"units": 10}] * 13}, "layers"),
-    ({"epochs": 0}, "epochs"),
-    ({"epochs": 501}, "epochs"),
-    ({"batch_size": 60001}, "batch_size"),
-    ({"optimizer": {"name": "adam", "momentum": 0.9}}, "optimizer"),
-    ({"optimizer": {"name": "lbfgs"}}, "optimizer.name"),
-    ({"optimizer": {"learning_rate": -1}}, "optimizer.learning_rate"),
-    ({"validation": {"holdout": 5000}, "train_samples": 5000}, "body"),
-    ({"dataset": "cifar10"}, "dataset"),
-    ({"surprise": 1}, "surprise"),
-    ({"layers": [{"units": 8192}] * 12, "epochs": 500}, "body"),  # cost cap
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"layers": [{"units": 0}]}, "layers.0.units"),
+        ({"layers": [{"units": 9000}]}, "layers.0.units"),
+        ({"layers": [{"units": 10, "activation": "swish"}]}, "layers.0.activation"),
+        ({"layers": [{"type": "dropout", "rate": 1.0}]}, "layers.0.rate"),
+        ({"layers": [{"type": "conv9"}]}, "layers.0"),
+        ({"layers": [{"units": 10}] * 13}, "layers"),
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 501}, "epochs"),
+        ({"batch_size": 60001}, "batch_size"),
+        ({"optimizer": {"name": "adam", "momentum": 0.9}}, "optimizer"),
+        ({"optimizer": {"name": "lbfgs"}}, "optimizer.name"),
+        ({"optimizer": {"learning_rate": -1}}, "optimizer.learning_rate"),
+        ({"validation": {"holdout": 5000}, "train_samples": 5000}, "body"),
+        ({"dataset": "cifar10"}, "dataset"),
+        ({"surprise": 1}, "surprise"),
+        ({"layers": [{"units": 8192}] * 12, "epochs": 500}, "body"),  # cost cap
+    ],
+)
 def test_bad_specs_are_422_and_store_nothing(stack, body, field):
     before = count_rows(stack)
     r = httpx.post(f"{stack.url}/experiments", json=body)
@@ -118,24 +133,44 @@ def test_bad_specs_are_422_and_store_nothing(stack, body, field):
 
 def test_bad_json_unknown_ids_and_oversized_bodies(stack):
     before = count_rows(stack)
-    r = httpx.post(f"{stack.url}/experiments", content=b"{not json",
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{stack.url}/experiments",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and "JSON" in r.json()["message"]
-    assert httpx.post(f"{stack.url}/experiments", content=b"[1, 2]",
-                      headers={"content-type": "application/json"}).status_code == 422
-    assert httpx.post(f"{stack.url}/experiments", content=b"x" * 2_000_000,
-                      headers={"content-type": "application/json"}).status_code == 413
+    assert (
+        httpx.post(
+            f"{stack.url}/experiments",
+            content=b"[1, 2]",
+            headers={"content-type": "application/json"},
+        ).status_code
+        == 422
+    )
+    assert (
+        httpx.post(
+            f"{stack.url}/experiments",
+            content=b"x" * 2_000_000,
+            headers={"content-type": "application/json"},
+        ).status_code
+        == 413
+    )
 
     def chunks():  # no Content-Length: the cap applies to what is streamed
         for _ in range(40):
             yield b" " * 100_000
 
-    streamed = httpx.post(f"{stack.url}/experiments", content=chunks(),
-                          headers={"content-type": "application/json"})
+    streamed = httpx.post(
+        f"{stack.url}/experiments", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413 and "larger than" in streamed.json()["message"]
     assert count_rows(stack) == before
-    for path in ["/experiments/999999", "/experiments/999999/history",
-                 "/experiments/999999/filters.png", "/experiments/999999/history.png"]:
+    for path in [
+        "/experiments/999999",
+        "/experiments/999999/history",
+        "/experiments/999999/filters.png",
+        "/experiments/999999/history.png",
+    ]:
         assert httpx.get(stack.url + path).status_code == 404
     assert httpx.post(f"{stack.url}/experiments/999999/cancel").status_code == 404
     assert httpx.get(f"{stack.url}/experiments/abc").status_code == 422
@@ -170,13 +205,20 @@ def test_failed_job_records_error_and_worker_stays_healthy(stack, tiny):
     engine = create_engine(url)
     bad = json.dumps({**tiny, "layers": [{"units": -5}]})
     with engine.begin() as conn:
-        new_id = conn.execute(text(
-            "INSERT INTO experiments (name, spec, status, epochs_total, epochs_done, created_at, "
-            "diverged, cancel_requested, attempt) VALUES ('broken', :spec, 'queued', 2, 0, "
-            "CURRENT_TIMESTAMP, false, false, 0) RETURNING id"), {"spec": bad}).scalar()
+        new_id = conn.execute(
+            text(
+                "INSERT INTO experiments (name, spec, status, epochs_total, epochs_done, created_at, "
+                "diverged, cancel_requested, attempt) VALUES ('broken', :spec, 'queued', 2, 0, "
+                "CURRENT_TIMESTAMP, false, false, 0) RETURNING id"
+            ),
+            {"spec": bad},
+        ).scalar()
     engine.dispose()
-    subprocess.run([sys.executable, "-c", f"from core.queue import enqueue; enqueue({new_id})"],
-                   env=stack.env, check=True)
+    subprocess.run(
+        [sys.executable, "-c", f"from core.queue import enqueue; enqueue({new_id})"],
+        env=stack.env,
+        check=True,
+    )
     failed = stack.wait(new_id)
     assert failed["status"] == "failed" and "units" in failed["error"]
     assert stack.wait(stack.submit(tiny))["status"] == "succeeded"

@@ -22,8 +22,6 @@ pytestmark = pytest.mark.integration
 CRASHER = "crash-every-time"
 
 
-
-
 def worker_log(stack: Stack) -> str:
     return "".join(p.read_text(errors="replace") for p in (stack.data_dir / "logs").glob("*.log"))
 
@@ -32,10 +30,17 @@ def worker_log(stack: Stack) -> str:
 def faulty(tmp_path_factory):
     """A short lease (dead workers are noticed in seconds), an attempt cap of 2, a SQLite busy
     timeout of 0.5 s (a held lock makes writes fail, not wait), and the crash hook for CRASHER."""
-    s = Stack(tmp_path_factory.mktemp("faults"), extra_env={
-        "LABQ_LEASE_SECONDS": "6", "LABQ_MAX_ATTEMPTS": "2", "LABQ_SQLITE_BUSY_MS": "500",
-        "LABQ_CANCEL_POLL_SECONDS": "0.5", "LABQ_CANCEL_CHECK_BATCHES": "20",
-        "LABQ_TEST_CRASH_ON_EPOCH": f"{CRASHER}:2"})
+    s = Stack(
+        tmp_path_factory.mktemp("faults"),
+        extra_env={
+            "LABQ_LEASE_SECONDS": "6",
+            "LABQ_MAX_ATTEMPTS": "2",
+            "LABQ_SQLITE_BUSY_MS": "500",
+            "LABQ_CANCEL_POLL_SECONDS": "0.5",
+            "LABQ_CANCEL_CHECK_BATCHES": "20",
+            "LABQ_TEST_CRASH_ON_EPOCH": f"{CRASHER}:2",
+        },
+    )
     s.start()
     yield s
     s.stop()
@@ -43,8 +48,14 @@ def faulty(tmp_path_factory):
 
 def test_worker_killed_mid_epoch_resumes_from_checkpoint(faulty):
     """Guarantees: at-least-once, exactly-once epoch history, resume granularity."""
-    spec = {"name": "killed", "layers": [{"units": 64}], "epochs": 6, "batch_size": 32,
-            "train_samples": 6000, "seed": 1}
+    spec = {
+        "name": "killed",
+        "layers": [{"units": 64}],
+        "epochs": 6,
+        "batch_size": 32,
+        "train_samples": 6000,
+        "seed": 1,
+    }
     exp_id = faulty.submit(spec)
     running = faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 2)
     pid = int(running["worker"].rpartition(":")[2])
@@ -67,23 +78,38 @@ def test_worker_killed_mid_epoch_resumes_from_checkpoint(faulty):
 
 def test_job_that_kills_its_worker_fails_at_the_attempt_cap(faulty):
     """Guarantee: a job that keeps killing its worker ends `failed` with the reason."""
-    exp_id = faulty.submit({"name": CRASHER, "layers": [{"units": 16}], "epochs": 3,
-                            "batch_size": 128, "train_samples": 2000})
+    exp_id = faulty.submit(
+        {
+            "name": CRASHER,
+            "layers": [{"units": 16}],
+            "epochs": 3,
+            "batch_size": 128,
+            "train_samples": 2000,
+        }
+    )
     done = faulty.wait(exp_id, timeout=300)
     assert done["status"] == "failed", done
     assert "attempt cap 2" in done["error"] and done["attempt"] == 2
     # Epoch 1 was finished once; epoch 2 killed the worker each time and was never recorded.
     assert faulty.epoch_attempts(exp_id) == [(1, 1)]
     # The worker is healthy afterwards.
-    after = faulty.wait(faulty.submit({"layers": [{"units": 16}], "epochs": 1,
-                                       "train_samples": 1000}))
+    after = faulty.wait(
+        faulty.submit({"layers": [{"units": 16}], "epochs": 1, "train_samples": 1000})
+    )
     assert after["status"] == "succeeded"
 
 
 def test_database_locked_during_writes_is_retried(faulty):
     """Guarantee: a database locked for a few seconds delays a job, it does not strand it."""
-    exp_id = faulty.submit({"name": "locked", "layers": [{"units": 32}], "epochs": 15,
-                            "batch_size": 64, "train_samples": 3000})
+    exp_id = faulty.submit(
+        {
+            "name": "locked",
+            "layers": [{"units": 32}],
+            "epochs": 15,
+            "batch_size": 64,
+            "train_samples": 3000,
+        }
+    )
     faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 1)
     before = len(faulty.epoch_attempts(exp_id))
     conn = sqlite3.connect(faulty.data_dir / "labq.db", timeout=10, isolation_level=None)
@@ -102,8 +128,15 @@ def test_database_locked_during_writes_is_retried(faulty):
 def test_cancel_inside_a_long_epoch(faulty):
     """Guarantee: cancel latency under one epoch; the finished epochs are kept, the unfinished
     one is not recorded."""
-    exp_id = faulty.submit({"name": "long-epochs", "layers": [{"units": 64}], "epochs": 50,
-                            "batch_size": 1, "train_samples": 6000})
+    exp_id = faulty.submit(
+        {
+            "name": "long-epochs",
+            "layers": [{"units": 64}],
+            "epochs": 50,
+            "batch_size": 1,
+            "train_samples": 6000,
+        }
+    )
     try:
         faulty.wait(exp_id, until=lambda e: e["epochs_done"] >= 1, timeout=300)
         epoch_seconds = httpx.get(f"{faulty.url}/experiments/{exp_id}/history").json()[0]["seconds"]
@@ -126,8 +159,15 @@ def test_cancel_inside_a_long_epoch(faulty):
 
 def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     """POST /experiments/{id}/retry: failed or cancelled only; restarts with a clean history."""
-    exp_id = faulty.submit({"name": "retried", "layers": [{"units": 16}], "epochs": 2,
-                            "batch_size": 128, "train_samples": 1000})
+    exp_id = faulty.submit(
+        {
+            "name": "retried",
+            "layers": [{"units": 16}],
+            "epochs": 2,
+            "batch_size": 128,
+            "train_samples": 1000,
+        }
+    )
     assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
     assert httpx.post(f"{faulty.url}/experiments/999999/retry").status_code == 404
     # Cancel it (queued or running), then retry.
@@ -145,23 +185,47 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
 def test_redelivered_job_trains_once(tmp_path_factory):
     """Guarantee: no job trains twice at once. Redis redelivers the running job's message after
     a 2 s visibility timeout; the second worker finds the live lease and leaves."""
-    stack = Stack(tmp_path_factory.mktemp("redeliver"),
-                  extra_env={"LABQ_VISIBILITY_TIMEOUT": "2"})
+    stack = Stack(tmp_path_factory.mktemp("redeliver"), extra_env={"LABQ_VISIBILITY_TIMEOUT": "2"})
     stack.start()
     second = None
     try:
         log = open(stack.data_dir / "logs" / "second-worker.log", "ab")
         second = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "labq",
-             "--concurrency", "1", "-n", "second@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "-Q",
+                "labq",
+                "--concurrency",
+                "1",
+                "-n",
+                "second@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=stack.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while len(httpx.get(f"{stack.url}/health", timeout=5).json()["workers"]) < 2:
             assert time.monotonic() < deadline, stack.logs()
             time.sleep(1)
-        exp_id = stack.submit({"name": "long", "layers": [{"units": 64}], "epochs": 60,
-                               "batch_size": 32, "train_samples": 6000})
+        exp_id = stack.submit(
+            {
+                "name": "long",
+                "layers": [{"units": 64}],
+                "epochs": 60,
+                "batch_size": 32,
+                "train_samples": 6000,
+            }
+        )
         skipped = f"experiment {exp_id} is not claimable"
         deadline = time.monotonic() + 120
         while skipped not in worker_log(stack):
@@ -186,9 +250,23 @@ def test_redelivered_job_trains_once(tmp_path_factory):
 
 
 def _redis(port: int, data_dir) -> subprocess.Popen:
-    proc = subprocess.Popen([str(redis_server_binary()), "--port", str(port), "--bind",
-                             "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
-                             "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(redis_server_binary()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis
 
     for _ in range(100):
@@ -206,18 +284,35 @@ def test_redis_restarted_mid_job(tmp_path_factory):
     port = free_port()
     rdir = tmp_path_factory.mktemp("redis-restart")
     redis_proc = _redis(port, rdir)
-    stack = Stack(tmp_path_factory.mktemp("redis-stack"), redis_url=f"redis://127.0.0.1:{port}/0",
-                  extra_env={"LABQ_LEASE_SECONDS": "6"})
+    stack = Stack(
+        tmp_path_factory.mktemp("redis-stack"),
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        extra_env={"LABQ_LEASE_SECONDS": "6"},
+    )
     stack.start()
     try:
-        exp_id = stack.submit({"name": "through-restart", "layers": [{"units": 64}],
-                               "epochs": 12, "batch_size": 32, "train_samples": 4000})
+        exp_id = stack.submit(
+            {
+                "name": "through-restart",
+                "layers": [{"units": 64}],
+                "epochs": 12,
+                "batch_size": 32,
+                "train_samples": 4000,
+            }
+        )
         stack.wait(exp_id, until=lambda e: e["epochs_done"] >= 1)
         redis_proc.kill()
         redis_proc.wait()
         t0 = time.monotonic()
-        r = httpx.post(f"{stack.url}/experiments", json={
-            "name": "while-down", "layers": [{"units": 16}], "epochs": 1, "train_samples": 1000})
+        r = httpx.post(
+            f"{stack.url}/experiments",
+            json={
+                "name": "while-down",
+                "layers": [{"units": 16}],
+                "epochs": 1,
+                "train_samples": 1000,
+            },
+        )
         assert time.monotonic() - t0 < 8  # fails fast instead of hanging
         assert r.status_code == 202 and "broker unavailable" in r.json()["warning"]
         while_down = r.json()["id"]

@@ -24,9 +24,21 @@ SPEC = ExperimentSpec(layers=[{"units": 8}], epochs=1, train_samples=1000)
 def env(tmp_path, monkeypatch):
     """Settings, engine and broker clients pointed at a fresh SQLite file and Redis server."""
     port = free_port()
-    proc = subprocess.Popen([str(redis_server_binary()), "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(redis_server_binary()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     for _ in range(100):
         try:
@@ -42,8 +54,13 @@ def env(tmp_path, monkeypatch):
     from core import queue, settings
     from db import session
 
-    caches = [settings.get_settings, session.get_engine, session.get_sessionmaker,
-              queue.producer, queue._redis]
+    caches = [
+        settings.get_settings,
+        session.get_engine,
+        session.get_sessionmaker,
+        queue.producer,
+        queue._redis,
+    ]
 
     def clear():
         for fn in caches:
@@ -67,8 +84,11 @@ def make_job(status=QUEUED, age: float = 60, **values) -> int:
 
     with session_scope() as s:
         exp = repo.create_experiment(s, SPEC)
-        s.execute(update(Experiment).where(Experiment.id == exp.id).values(
-            status=status, created_at=utcnow() - timedelta(seconds=age), **values))
+        s.execute(
+            update(Experiment)
+            .where(Experiment.id == exp.id)
+            .values(status=status, created_at=utcnow() - timedelta(seconds=age), **values)
+        )
         return exp.id
 
 
@@ -95,7 +115,7 @@ def test_expired_lease_is_requeued_once_then_fails_at_the_cap(env):
     from db.session import session_scope
     from worker.reaper import reap
 
-    expired = dict(lease_expires_at=utcnow() - timedelta(seconds=5), worker="elsewhere:1")
+    expired = {"lease_expires_at": utcnow() - timedelta(seconds=5), "worker": "elsewhere:1"}
     job = make_job(status=RUNNING, attempt=1, **expired)
     capped = make_job(status=RUNNING, attempt=2, **expired)
     assert reap() == [job]

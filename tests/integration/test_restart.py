@@ -11,8 +11,6 @@ from tests.conftest import make_stack
 pytestmark = pytest.mark.integration
 
 
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_redis, tiny):
     stack = make_stack(backend, tmp_path_factory, pg_admin_url, external_redis).start()
@@ -37,7 +35,7 @@ def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_
         # first-attempt rows, and the second attempt wrote only the epochs after them.
         after = stack.epoch_attempts(first)
         kept = [row for row in after if row[1] == 1]
-        assert kept and kept == done_before[:len(kept)]
-        assert {attempt for _, attempt in after[len(kept):]} == {2}
+        assert kept and kept == done_before[: len(kept)]
+        assert {attempt for _, attempt in after[len(kept) :]} == {2}
     finally:
         stack.stop()

@@ -23,7 +23,7 @@ def wait_sweep(stack, sweep_id: int, timeout: float = 240, until=None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = httpx.get(f"{stack.url}/sweeps/{sweep_id}", timeout=30).json()
-        if (until(s) if until else s["status"] == "finished"):
+        if until(s) if until else s["status"] == "finished":
             return s
         time.sleep(0.3)
     raise TimeoutError(f"sweep {sweep_id} stuck: {s}\n{stack.logs()}")
@@ -36,14 +36,23 @@ def totals(stack) -> tuple[int, int]:
 
 
 def labq(stack, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
-                          env={**stack.env, "LABQ_URL": stack.url}, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        env={**stack.env, "LABQ_URL": stack.url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sweep_end_to_end(stack):
-    body = {"name": "widths", "base": {**TINY, "seed": 7, "train_samples": 2000},
-            "grid": {"layers.0.units": [16, 48]}, "repeats": 2}
+    body = {
+        "name": "widths",
+        "base": {**TINY, "seed": 7, "train_samples": 2000},
+        "grid": {"layers.0.units": [16, 48]},
+        "repeats": 2,
+    }
     r = httpx.post(f"{stack.url}/sweeps", json=body)
     assert r.status_code == 202, r.text
     sweep_id = r.json()["id"]
@@ -64,7 +73,7 @@ def test_sweep_end_to_end(stack):
         runs = [c["final_val_accuracy"] for c in s["children"] if c["id"] in config["children"]]
         st = config["stats"]["final_val_accuracy"]
         assert st["n"] == 2 and st["mean"] == pytest.approx(sum(runs) / 2)
-        assert st["std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5)
+        assert st["std"] == pytest.approx(abs(runs[0] - runs[1]) / 2**0.5)
 
     listed = httpx.get(f"{stack.url}/sweeps").json()
     assert listed[0]["id"] == sweep_id and listed[0]["status"] == "finished"
@@ -88,18 +97,26 @@ def test_sweep_end_to_end(stack):
         assert httpx.get(stack.url + path).status_code == 404
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"grid": {"layers.7.units": [10]}}, "grid.layers.7.units"),
-    ({"grid": {"layers.0.units": [16, 0]}}, "grid.layers.0.units"),
-    ({"grid": {"layers.0.activation": ["relu", "swish"]}}, "grid.layers.0.activation"),
-    ({"grid": {"optimizer.momentum": [0.9]}}, "grid.optimizer.momentum"),
-    ({"grid": {"epochs": 3}}, "grid.epochs"),
-    ({"grid": {"batch_size": list(range(1, 202))}}, "grid"),  # 201 children > cap of 200
-    ({"grid": {"layers.0.units": [8, 16]}, "repeats": 101}, "repeats"),
-    ({"base": {**TINY, "epochs": 500, "train_samples": None},
-      "grid": {"layers.0.units": [16, 8192]}}, "grid"),  # the second child is over the cost cap
-    ({"base": {**TINY, "epochs": 0}}, "base.epochs"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"grid": {"layers.7.units": [10]}}, "grid.layers.7.units"),
+        ({"grid": {"layers.0.units": [16, 0]}}, "grid.layers.0.units"),
+        ({"grid": {"layers.0.activation": ["relu", "swish"]}}, "grid.layers.0.activation"),
+        ({"grid": {"optimizer.momentum": [0.9]}}, "grid.optimizer.momentum"),
+        ({"grid": {"epochs": 3}}, "grid.epochs"),
+        ({"grid": {"batch_size": list(range(1, 202))}}, "grid"),  # 201 children > cap of 200
+        ({"grid": {"layers.0.units": [8, 16]}, "repeats": 101}, "repeats"),
+        (
+            {
+                "base": {**TINY, "epochs": 500, "train_samples": None},
+                "grid": {"layers.0.units": [16, 8192]},
+            },
+            "grid",
+        ),  # the second child is over the cost cap
+        ({"base": {**TINY, "epochs": 0}}, "base.epochs"),
+    ],
+)
 def test_bad_sweeps_are_422_and_store_nothing(stack, body, field):
     before = totals(stack)
     r = httpx.post(f"{stack.url}/sweeps", json={"name": "bad", "base": TINY, **body})
@@ -109,8 +126,11 @@ def test_bad_sweeps_are_422_and_store_nothing(stack, body, field):
 
 
 def test_cancel_sweep_from_the_cli(stack, tmp_path):
-    spec = {"name": "to-cancel", "base": {**TINY, "epochs": 200, "train_samples": 6000},
-            "grid": {"layers.0.units": [16, 32, 48]}}
+    spec = {
+        "name": "to-cancel",
+        "base": {**TINY, "epochs": 200, "train_samples": 6000},
+        "grid": {"layers.0.units": [16, 32, 48]},
+    }
     (tmp_path / "sweep.json").write_text(json.dumps(spec))
     out = labq(stack, "sweep", str(tmp_path / "sweep.json"))
     assert out.returncode == 0, out.stderr
@@ -132,17 +152,24 @@ def test_presets_run_and_lab_report(stack, tmp_path):
     assert width["reference"][0]["published"]["val_accuracy"] == 0.9617
 
     before = totals(stack)
-    bad = httpx.post(f"{stack.url}/presets/s12-optimal/run",
-                     json={"overrides": {"train_samples": 1000}})
+    bad = httpx.post(
+        f"{stack.url}/presets/s12-optimal/run", json={"overrides": {"train_samples": 1000}}
+    )
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "overrides"
-    assert httpx.post(f"{stack.url}/presets/s01-width/run",
-                      json={"overrides": {"layers.4.units": 3}}).status_code == 422
+    assert (
+        httpx.post(
+            f"{stack.url}/presets/s01-width/run", json={"overrides": {"layers.4.units": 3}}
+        ).status_code
+        == 422
+    )
     assert httpx.post(f"{stack.url}/presets/nope/run").status_code == 404
     assert httpx.post(f"{stack.url}/presets/s11-visualization/run").status_code == 409
     assert totals(stack) == before
 
-    r = httpx.post(f"{stack.url}/presets/s01-width/run",
-                   json={"repeats": 1, "overrides": {"train_samples": 1000, "epochs": 1}})
+    r = httpx.post(
+        f"{stack.url}/presets/s01-width/run",
+        json={"repeats": 1, "overrides": {"train_samples": 1000, "epochs": 1}},
+    )
     assert r.status_code == 202, r.text
     s = wait_sweep(stack, r.json()["id"])
     assert s["preset"] == "s01-width" and s["counts"] == {"succeeded": 5}

@@ -26,8 +26,9 @@ def test_services_and_dependencies():
     assert {"redis", "postgres", "migrate", "api", "worker-gpu0"} <= set(SERVICES)
     assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("api", "worker-gpu0"):
-        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == \
-            "service_completed_successfully"
+        assert (
+            SERVICES[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        )
 
 
 def test_labq_services_run_real_commands_with_known_settings():
@@ -58,7 +59,7 @@ def test_no_default_password():
 
 def test_image_copies_every_package():
     pyproject = (ROOT / "pyproject.toml").read_text()
-    packages = re.search(r'include = \[(.*?)\]', pyproject).group(1)
+    packages = re.search(r"include = \[(.*?)\]", pyproject).group(1)
     wanted = {p.strip().strip('"').rstrip("*") for p in packages.split(",")}
     copied = set(re.findall(r"^COPY (\w+) ", (ROOT / "Dockerfile").read_text(), re.M))
     assert wanted <= copied, wanted - copied

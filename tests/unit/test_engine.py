@@ -21,8 +21,14 @@ def mnist(tmp_path_factory) -> Mnist:
 
 
 def spec(**kw) -> ExperimentSpec:
-    body = {"layers": [{"units": 32}], "epochs": 2, "batch_size": 64, "train_samples": 2000,
-            "seed": 3, **kw}
+    body = {
+        "layers": [{"units": 32}],
+        "epochs": 2,
+        "batch_size": 64,
+        "train_samples": 2000,
+        "seed": 3,
+        **kw,
+    }
     return ExperimentSpec.model_validate(body)
 
 
@@ -61,12 +67,16 @@ def test_l2_penalty_is_in_the_reported_loss(mnist):
 
 def test_batch_one_and_batch_ten_thousand_run(mnist):
     saved = {}
-    one, reports = run(spec(batch_size=1, epochs=1, train_samples=300, validation={"holdout": 100}),
-                       mnist, checkpoint=lambda m, e: saved.update(it=int(m.optimizer.iterations)))
+    one, reports = run(
+        spec(batch_size=1, epochs=1, train_samples=300, validation={"holdout": 100}),
+        mnist,
+        checkpoint=lambda m, e: saved.update(it=int(m.optimizer.iterations)),
+    )
     assert len(reports) == 1 and reports[0].val_accuracy is not None
     assert saved["it"] == 200  # 200 fitted images at batch 1 = 200 Adam updates
-    big = ExperimentSpec(layers=[{"units": 16}], epochs=2, batch_size=10000, train_samples=12000,
-                         seed=1)
+    big = ExperimentSpec(
+        layers=[{"units": 16}], epochs=2, batch_size=10000, train_samples=12000, seed=1
+    )
     result, reports = run(big, mnist)
     assert [r.epoch for r in reports] == [1, 2]
     assert 0.0 < reports[-1].val_accuracy <= 1.0
@@ -75,8 +85,12 @@ def test_batch_one_and_batch_ten_thousand_run(mnist):
 def test_partial_last_batch_counts_every_image(mnist):
     s = spec(epochs=1, batch_size=300, train_samples=1000)  # 3 full batches + one of 100
     saved = {}
-    train(s, mnist, on_epoch=lambda r: False,
-          checkpoint=lambda model, epochs: saved.update(it=int(model.optimizer.iterations)))
+    train(
+        s,
+        mnist,
+        on_epoch=lambda r: False,
+        checkpoint=lambda model, epochs: saved.update(it=int(model.optimizer.iterations)),
+    )
     assert saved["it"] == 4
 
 
@@ -90,8 +104,13 @@ def test_early_stopping_fires(mnist):
 
 def test_reduce_lr_on_plateau_follows_val_loss(mnist):
     # Few images and a high rate overfit within a few epochs, so val_loss stops improving.
-    s = spec(epochs=8, train_samples=300, batch_size=32, optimizer={"learning_rate": 0.01},
-             reduce_lr_on_plateau={"monitor": "val_loss", "patience": 0, "factor": 0.5})
+    s = spec(
+        epochs=8,
+        train_samples=300,
+        batch_size=32,
+        optimizer={"learning_rate": 0.01},
+        reduce_lr_on_plateau={"monitor": "val_loss", "patience": 0, "factor": 0.5},
+    )
     _, reports = run(s, mnist)
     val, lr = [r.val_loss for r in reports], [r.learning_rate for r in reports]
     assert len(reports) == 8
@@ -108,8 +127,12 @@ def test_cancel_at_epoch_end(mnist):
 
 
 def test_xla_and_plain_steps_agree(mnist, monkeypatch):
-    s = spec(epochs=1, batch_size=16, train_samples=800, layers=[{"units": 16},
-                                                                {"type": "dropout", "rate": 0.2}])
+    s = spec(
+        epochs=1,
+        batch_size=16,
+        train_samples=800,
+        layers=[{"units": 16}, {"type": "dropout", "rate": 0.2}],
+    )
     monkeypatch.setenv("LABQ_JIT", "on")
     assert use_jit(s)
     jit, _ = run(s, mnist)
@@ -124,7 +147,6 @@ def test_chunked_evaluation_matches_one_pass(mnist, monkeypatch):
     import keras
 
     from worker.engine import steps as steps_module
-
     from worker.engine.model import build_model
     from worker.engine.steps import resident
 

@@ -16,8 +16,14 @@ pytest.importorskip("tensorflow")
 def test_bench_quick_prints_and_writes_every_case(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "LABQ_DATA_DIR": str(tmp_path / "data"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--quick", "--json", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "speed-up" in proc.stdout and "labq/floor" in proc.stdout
     report = json.loads(out.read_text())
@@ -32,6 +38,12 @@ def test_bench_quick_prints_and_writes_every_case(tmp_path):
 
 def test_bench_rejects_unknown_cases(tmp_path):
     env = {**os.environ, "LABQ_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--cases", "b7"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", "--cases", "b7"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "unknown case" in proc.stdout

@@ -22,8 +22,16 @@ def test_filters_tiles_follow_n():
 
 
 def test_history_and_compare():
-    hist = [{"epoch": i, "loss": 1 / i, "accuracy": 1 - 1 / (i + 1), "val_loss": 1.1 / i,
-             "val_accuracy": 1 - 1.1 / (i + 1)} for i in range(1, 6)]
+    hist = [
+        {
+            "epoch": i,
+            "loss": 1 / i,
+            "accuracy": 1 - 1 / (i + 1),
+            "val_loss": 1.1 / i,
+            "val_accuracy": 1 - 1.1 / (i + 1),
+        }
+        for i in range(1, 6)
+    ]
     assert shape(figures.history_png(hist, "x"))[1] > 500
     assert shape(figures.compare_png([("a", hist), ("b", hist[:3])], "t"))[1] > 500
     assert shape(figures.compare_png([], "empty"))[0] > 100

@@ -58,8 +58,12 @@ def test_loopback_addresses():
 
 
 def test_time_limits_follow_cost_and_stay_under_the_visibility_timeout():
-    s = Settings(LABQ_JOB_FLOPS_PER_SECOND=1e9, LABQ_TIME_LIMIT_FACTOR=10,
-                 LABQ_MIN_TIME_LIMIT=60, LABQ_MAX_TIME_LIMIT=3600)
+    s = Settings(
+        LABQ_JOB_FLOPS_PER_SECOND=1e9,
+        LABQ_TIME_LIMIT_FACTOR=10,
+        LABQ_MIN_TIME_LIMIT=60,
+        LABQ_MAX_TIME_LIMIT=3600,
+    )
     assert time_limits(1e9, s)[0] == 60  # floor
     soft, hard = time_limits(2e11, s)
     assert soft == 2000 and hard > soft

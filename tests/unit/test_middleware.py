@@ -39,8 +39,10 @@ def test_inflight_cap_holds_requests_back_but_not_event_streams():
 def test_streamed_body_over_the_cap_is_413_and_under_it_reaches_the_app():
     async def run(chunks: list[bytes]):
         got, sent = [], []
-        queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                 for i, c in enumerate(chunks)]
+        queue = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
 
         async def receive():
             return queue.pop(0)

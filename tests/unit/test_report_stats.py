@@ -3,8 +3,16 @@ gradient norms in layer order, and matching measured cells to the published ones
 
 import pytest
 
-from cli.report_stats import (Stat, compare, epochs_to, epochs_to_stat, grad_norms,
-                              match_reference, mean_grad_norms, val_loss_rises)
+from cli.report_stats import (
+    Stat,
+    compare,
+    epochs_to,
+    epochs_to_stat,
+    grad_norms,
+    match_reference,
+    mean_grad_norms,
+    val_loss_rises,
+)
 
 
 def test_stat_and_percent():
@@ -26,8 +34,10 @@ def test_difference_within_the_noise_is_not_significant():
 
 
 def test_epochs_to_threshold_and_instability():
-    h = [{"epoch": i + 1, "val_accuracy": v, "val_loss": l}
-         for i, (v, l) in enumerate([(0.93, 0.3), (0.96, 0.2), (0.975, 0.25), (0.97, 0.22)])]
+    h = [
+        {"epoch": i + 1, "val_accuracy": v, "val_loss": lyr}
+        for i, (v, lyr) in enumerate([(0.93, 0.3), (0.96, 0.2), (0.975, 0.25), (0.97, 0.22)])
+    ]
     assert epochs_to(h, 0.95) == 2 and epochs_to(h, 0.97) == 3 and epochs_to(h, 0.99) is None
     st, missed = epochs_to_stat([h, h[:2]], 0.97)
     assert st.mean == 3 and missed == 1
@@ -35,8 +45,10 @@ def test_epochs_to_threshold_and_instability():
 
 
 def test_grad_norms_in_layer_order():
-    h = [{"epoch": 1, "grad_norms": {"output": 0.3, "dense_10": 0.1, "dense_2": 0.2}},
-         {"epoch": 2, "grad_norms": {"output": 0.2, "dense_10": 0.05, "dense_2": 0.1}}]
+    h = [
+        {"epoch": 1, "grad_norms": {"output": 0.3, "dense_10": 0.1, "dense_2": 0.2}},
+        {"epoch": 2, "grad_norms": {"output": 0.2, "dense_10": 0.05, "dense_2": 0.1}},
+    ]
     assert [n for n, _ in grad_norms(h)] == ["dense_2", "dense_10", "output"]
     last = mean_grad_norms([h, h], -1)
     assert [(n, s.mean) for n, s in last] == [("dense_2", 0.1), ("dense_10", 0.05), ("output", 0.2)]

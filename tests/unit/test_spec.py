@@ -34,14 +34,25 @@ def test_section_12_callbacks_defaults():
     assert (rl.monitor, rl.factor, rl.patience, rl.min_lr) == ("val_loss", 0.5, 2, 1e-7)
 
 
-@pytest.mark.parametrize("body", [
-    {"layers": [{"units": 0}]}, {"layers": [{"units": 8193}]},
-    {"layers": [{"units": 5, "l2": -0.1}]}, {"layers": [{"type": "dropout", "rate": -0.1}]},
-    {"epochs": 0}, {"batch_size": 0}, {"train_samples": 60001}, {"seed": -1},
-    {"validation": {"holdout": 0}}, {"validation": "train"}, {"name": "x" * 201},
-    {"early_stopping": {"patience": -1}}, {"reduce_lr_on_plateau": {"factor": 1.0}},
-    {"optimizer": {"name": "sgd", "momentum": 1.0}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"layers": [{"units": 0}]},
+        {"layers": [{"units": 8193}]},
+        {"layers": [{"units": 5, "l2": -0.1}]},
+        {"layers": [{"type": "dropout", "rate": -0.1}]},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"train_samples": 60001},
+        {"seed": -1},
+        {"validation": {"holdout": 0}},
+        {"validation": "train"},
+        {"name": "x" * 201},
+        {"early_stopping": {"patience": -1}},
+        {"reduce_lr_on_plateau": {"factor": 1.0}},
+        {"optimizer": {"name": "sgd", "momentum": 1.0}},
+    ],
+)
 def test_bounds(body):
     with pytest.raises(ValidationError):
         ExperimentSpec.model_validate(body)

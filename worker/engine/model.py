@@ -13,8 +13,14 @@ def build_model(spec: ExperimentSpec) -> keras.Model:
     for i, layer in enumerate(spec.layers, start=1):
         if layer.type == "dense":
             reg = regularizers.L2(layer.l2) if layer.l2 > 0 else None
-            model.add(layers.Dense(layer.units, activation=layer.activation,
-                                   kernel_regularizer=reg, name=f"dense_{i}"))
+            model.add(
+                layers.Dense(
+                    layer.units,
+                    activation=layer.activation,
+                    kernel_regularizer=reg,
+                    name=f"dense_{i}",
+                )
+            )
         else:
             model.add(layers.Dropout(layer.rate, seed=spec.seed + i, name=f"dropout_{i}"))
     model.add(layers.Dense(10, activation="softmax", name="output"))
@@ -38,11 +44,13 @@ def layer_table(model: keras.Model) -> list[dict]:
             continue
         kernel = getattr(layer, "kernel", None)
         bias = getattr(layer, "bias", None)
-        rows.append({
-            "name": layer.name,
-            "type": "dense" if isinstance(layer, layers.Dense) else "dropout",
-            "kernel_shape": list(kernel.shape) if kernel is not None else None,
-            "bias_shape": list(bias.shape) if bias is not None else None,
-            "params": int(layer.count_params()),
-        })
+        rows.append(
+            {
+                "name": layer.name,
+                "type": "dense" if isinstance(layer, layers.Dense) else "dropout",
+                "kernel_shape": list(kernel.shape) if kernel is not None else None,
+                "bias_shape": list(bias.shape) if bias is not None else None,
+                "params": int(layer.count_params()),
+            }
+        )
     return rows

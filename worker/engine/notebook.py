@@ -48,13 +48,21 @@ def callbacks(spec: ExperimentSpec) -> list[keras.callbacks.Callback]:
     out: list[keras.callbacks.Callback] = []
     if spec.early_stopping:
         es = spec.early_stopping
-        out.append(keras.callbacks.EarlyStopping(
-            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
-            restore_best_weights=es.restore_best_weights))
+        out.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+            )
+        )
     if spec.reduce_lr_on_plateau:
         rl = spec.reduce_lr_on_plateau
-        out.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr))
+        out.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr
+            )
+        )
     return out
 
 
@@ -64,10 +72,17 @@ def train_notebook(spec: ExperimentSpec, data: Mnist) -> NotebookResult:
     x, y, x_val, y_val = arrays(spec, data)
     start = time.perf_counter()
     model = build_model(spec)
-    model.compile(optimizer=build_optimizer(spec), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
-    history = model.fit(x, y, epochs=spec.epochs, batch_size=spec.batch_size,
-                        validation_data=(x_val, y_val), callbacks=callbacks(spec), verbose=0)
+    model.compile(
+        optimizer=build_optimizer(spec), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
+    history = model.fit(
+        x,
+        y,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        validation_data=(x_val, y_val),
+        callbacks=callbacks(spec),
+        verbose=0,
+    )
     seconds = time.perf_counter() - start
     return NotebookResult(seconds, {k: [float(v) for v in vs] for k, vs in history.history.items()})
-

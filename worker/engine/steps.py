@@ -51,11 +51,16 @@ def resident(data: Mnist) -> Resident:
     if hit is not None and hit[0] is data:
         return hit[1]
     with tf.device(device_name()):
+
         def put(a: np.ndarray) -> tf.Tensor:
             return tf.identity(tf.convert_to_tensor(a))
 
-        r = Resident(put(data.x_train.astype(np.float32) / 255.0), put(data.y_train.astype(np.int32)),
-                     put(data.x_test.astype(np.float32) / 255.0), put(data.y_test.astype(np.int32)))
+        r = Resident(
+            put(data.x_train.astype(np.float32) / 255.0),
+            put(data.y_train.astype(np.int32)),
+            put(data.x_test.astype(np.float32) / 255.0),
+            put(data.y_test.astype(np.int32)),
+        )
     _resident.clear()
     _resident[id(data)] = (data, r)
     return r

@@ -9,8 +9,8 @@ worker stores. worker.engine.notebook holds the plain `model.fit` way, the bench
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import keras
 import numpy as np
@@ -73,10 +73,20 @@ class _Reporter(keras.callbacks.Callback):
 
     checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None
 
-    def __init__(self, result: RunResult, probe: tuple[tf.Tensor, tf.Tensor],
-                 on_epoch: Callable[[EpochReport], bool], first_epoch: int):
+    def __init__(
+        self,
+        result: RunResult,
+        probe: tuple[tf.Tensor, tf.Tensor],
+        on_epoch: Callable[[EpochReport], bool],
+        first_epoch: int,
+    ):
         super().__init__()
-        self.result, self.probe, self.on_epoch, self.first_epoch = result, probe, on_epoch, first_epoch
+        self.result, self.probe, self.on_epoch, self.first_epoch = (
+            result,
+            probe,
+            on_epoch,
+            first_epoch,
+        )
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -84,11 +94,15 @@ class _Reporter(keras.callbacks.Callback):
 
     def grad_norms(self) -> dict[str, float]:
         x, y = self.probe
-        dense = [l for l in self.model.layers if isinstance(l, keras.layers.Dense)]
+        dense = [lyr for lyr in self.model.layers if isinstance(lyr, keras.layers.Dense)]
         with tf.GradientTape() as tape:
             loss = self.loss_fn(y, self.model(x, training=False))
-        grads = tape.gradient(loss, [l.kernel for l in dense])
-        return {l.name: float(tf.norm(g)) for l, g in zip(dense, grads) if g is not None}
+        grads = tape.gradient(loss, [lyr.kernel for lyr in dense])
+        return {
+            lyr.name: float(tf.norm(g))
+            for lyr, g in zip(dense, grads, strict=False)
+            if g is not None
+        }
 
     def on_epoch_end(self, epoch, logs=None):
         if self.result.stopped == "cancelled":
@@ -116,10 +130,17 @@ class _Reporter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], bool],
-          on_built: Callable[[RunResult], None] | None = None, *, resume=None,
-          checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, check_every: int = 50) -> RunResult:
+def train(
+    spec: ExperimentSpec,
+    data: Mnist,
+    on_epoch: Callable[[EpochReport], bool],
+    on_built: Callable[[RunResult], None] | None = None,
+    *,
+    resume=None,
+    checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    check_every: int = 50,
+) -> RunResult:
     """Train `spec`. `on_epoch` is called after every epoch; returning True stops the run there.
 
     `resume` (a worker.checkpoint.Checkpoint) continues a run after its last finished epoch;
@@ -130,11 +151,17 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
     t0 = time.perf_counter()
     data_t = resident(data)
     model = build_model(spec)
-    model.compile(optimizer=build_optimizer(spec), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=build_optimizer(spec),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     steps = Steps(model, jit=use_jit(spec))
-    result = RunResult(layers=layer_table(model), params=int(model.count_params()),
-                       build_seconds=time.perf_counter() - t0)
+    result = RunResult(
+        layers=layer_table(model),
+        params=int(model.count_params()),
+        build_seconds=time.perf_counter() - t0,
+    )
     if on_built:
         on_built(result)
 
@@ -146,43 +173,67 @@ def train(spec: ExperimentSpec, data: Mnist, on_epoch: Callable[[EpochReport], b
 
     n_fit = spec.n_fit
     x, y = data_t.x_train, data_t.y_train
-    probe = (x[:min(PROBE_SIZE, n_fit)], y[:min(PROBE_SIZE, n_fit)])
+    probe = (x[: min(PROBE_SIZE, n_fit)], y[: min(PROBE_SIZE, n_fit)])
     reporter = _Reporter(result, probe, on_epoch, 1)
     reporter.checkpoint = checkpoint
     callbacks: list[keras.callbacks.Callback] = [reporter]
     if spec.early_stopping:
         es = spec.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
-            restore_best_weights=es.restore_best_weights, mode=_mode(es.monitor)))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+                mode=_mode(es.monitor),
+            )
+        )
     if spec.reduce_lr_on_plateau:
         rl = spec.reduce_lr_on_plateau
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr,
-            mode=_mode(rl.monitor)))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=rl.monitor,
+                factor=rl.factor,
+                patience=rl.patience,
+                min_lr=rl.min_lr,
+                mode=_mode(rl.monitor),
+            )
+        )
     if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
         val = (x, y, n_fit, spec.n_train_total)
     else:
         val = (data_t.x_test, data_t.y_test, 0, int(data_t.y_test.shape[0]))
 
     t1 = time.perf_counter()
-    _run_epochs(spec, steps, x, y, val, callbacks, result, initial_epoch,
-                should_stop, max(1, check_every))
+    _run_epochs(
+        spec, steps, x, y, val, callbacks, result, initial_epoch, should_stop, max(1, check_every)
+    )
     result.train_seconds = time.perf_counter() - t1
     if result.stopped is None and len(result.epochs) < spec.epochs:
         result.stopped = "early_stopping"
 
     if not result.diverged:
-        test_loss, test_acc = steps.evaluate(data_t.x_test, data_t.y_test, 0,
-                                             int(data_t.y_test.shape[0]))
+        test_loss, test_acc = steps.evaluate(
+            data_t.x_test, data_t.y_test, 0, int(data_t.y_test.shape[0])
+        )
         result.test_loss, result.test_accuracy = _finite(test_loss), _finite(test_acc)
-    first = next((l for l in model.layers if isinstance(l, keras.layers.Dense)), None)
+    first = next((lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)), None)
     result.first_kernel = np.asarray(first.kernel)[:, :FILTER_COLUMNS].astype(np.float32)
     return result
 
 
-def _run_epochs(spec: ExperimentSpec, steps: Steps, x, y, val, callbacks, result: RunResult,
-                initial_epoch: int, should_stop: Callable[[], bool] | None, chunk: int) -> None:
+def _run_epochs(
+    spec: ExperimentSpec,
+    steps: Steps,
+    x,
+    y,
+    val,
+    callbacks,
+    result: RunResult,
+    initial_epoch: int,
+    should_stop: Callable[[], bool] | None,
+    chunk: int,
+) -> None:
     """`fit`'s epoch loop: shuffle, train in runs of `chunk` steps (asking `should_stop` between
     runs), validate, then the callbacks' epoch end; stops where a callback sets stop_training."""
     model = steps.model
@@ -194,11 +245,12 @@ def _run_epochs(spec: ExperimentSpec, steps: Steps, x, y, val, callbacks, result
     for epoch in range(initial_epoch, spec.epochs):
         cb.on_epoch_begin(epoch)
         order = np.random.default_rng([spec.seed, epoch]).permutation(n_fit).astype(np.int32)
-        rows = tf.constant(order[:full * bs].reshape(full, bs))
+        rows = tf.constant(order[: full * bs].reshape(full, bs))
         loss_sum = hit_sum = 0.0
         for start in range(0, full, chunk):
-            loss, hits = steps.train_rows(x, y, rows, tf.constant(start),
-                                          tf.constant(min(start + chunk, full)))
+            loss, hits = steps.train_rows(
+                x, y, rows, tf.constant(start), tf.constant(min(start + chunk, full))
+            )
             loss_sum, hit_sum = loss_sum + float(loss), hit_sum + float(hits)
             if should_stop is not None and should_stop():
                 result.stopped = "cancelled"  # inside the epoch: it is not reported
@@ -206,11 +258,15 @@ def _run_epochs(spec: ExperimentSpec, steps: Steps, x, y, val, callbacks, result
         if result.stopped == "cancelled":
             break
         if full * bs < n_fit:
-            loss, hits = steps.train_batch(x, y, tf.constant(order[full * bs:]))
+            loss, hits = steps.train_batch(x, y, tf.constant(order[full * bs :]))
             loss_sum, hit_sum = loss_sum + float(loss), hit_sum + float(hits)
         val_loss, val_acc = steps.evaluate(*val)
-        logs = {"loss": loss_sum / n_fit, "accuracy": hit_sum / n_fit,
-                "val_loss": val_loss, "val_accuracy": val_acc}
+        logs = {
+            "loss": loss_sum / n_fit,
+            "accuracy": hit_sum / n_fit,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+        }
         cb.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
