@@ -57,7 +57,13 @@ def external_redis(tmp_path_factory):
 _redis_db = iter(range(1, 16))
 
 
+# Jobs the worker's test hook holds inside an epoch (worker/testhooks.py): a test finds them
+# running at a known point on any machine, and a cancel or a release lets them go.
+HELD = {"LABQ_TEST_HOLD_IN_EPOCH": "held-in-epoch-2:2"}
+
+
 def make_stack(backend: str, tmp_path_factory, pg_admin_url, external_redis, **kw) -> Stack:
+    kw["extra_env"] = {**HELD, **kw.get("extra_env", {})}
     data = tmp_path_factory.mktemp(f"labq-{backend}")
     if backend == "postgres":
         if not pg_admin_url:

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from cli.livestack import ROOT, LiveStack, free_port
 from core.constants import FINISHED
+from worker.testhooks import hold_paths
 
 __all__ = ["ROOT", "Stack", "create_pg_database", "free_port"]
 
@@ -46,6 +47,24 @@ class Stack(LiveStack):
                 return exp
             time.sleep(0.2)
         raise TimeoutError(f"experiment {exp_id} stuck at {self.get(exp_id)}\n{self.logs()}")
+
+    # --- the worker's hold hook (worker/testhooks.py, LABQ_TEST_HOLD_IN_EPOCH) -----------------
+    def held(self, exp_id: int, timeout: float = 300) -> int:
+        """Wait until the worker holds `exp_id` inside the hook's epoch; return the worker's pid."""
+        held, _ = hold_paths(self.data_dir, exp_id)
+        deadline = time.monotonic() + timeout
+        while not (held.exists() and held.read_text().strip()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"experiment {exp_id} never held: {self.get(exp_id)}\n{self.logs()}"
+                )
+            time.sleep(0.05)
+        return int(held.read_text())
+
+    def release(self, exp_id: int) -> None:
+        _, release = hold_paths(self.data_dir, exp_id)
+        release.parent.mkdir(parents=True, exist_ok=True)
+        release.touch()
 
     # --- reading the database behind the API, for what the API does not expose ---------------
     @property

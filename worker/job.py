@@ -11,7 +11,6 @@ so a database that is locked or away for a few seconds does not leave the job st
 import io
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from core.spec import ExperimentSpec, estimate_flops
 from db import repo
 from db.session import session_scope
 from worker import checkpoint as ckpt
+from worker import testhooks
 
 log = logging.getLogger("labq.job")
 
@@ -43,11 +43,6 @@ def worker_name() -> str:
     """`host:pid` of the process that trains (a pool child, not the Celery parent): the reaper
     expires at once the lease of a job whose process on this host is gone."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# Fault injection for the test suite only: "<experiment name>:<epoch>" makes the worker process
-# SIGKILL itself when that epoch ends, before recording it, as the kernel's OOM killer would.
-CRASH_HOOK_ENV = "LABQ_TEST_CRASH_ON_EPOCH"
 
 
 class LeaseLost(Exception):
@@ -203,12 +198,6 @@ def _load_checkpoint(session, experiment_id: int):
     return art.data if art is not None else None
 
 
-def _crash_epoch(name: str) -> int | None:
-    hook = os.environ.get(CRASH_HOOK_ENV, "")
-    target, _, epoch = hook.rpartition(":")
-    return int(epoch) if target and target == name and epoch.isdigit() else None
-
-
 def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     from worker import runtime
     from worker.engine.train import train
@@ -245,7 +234,9 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     soft_limit, _ = time_limits(estimate_flops(spec), settings)
     keeper.deadline = time.monotonic() + soft_limit
     data, device = runtime.mnist(), runtime.device()
-    crash_epoch = _crash_epoch(spec.name)
+    hooks = testhooks.for_job(
+        spec.name, experiment_id, settings.data_dir, resume.epoch + 1 if resume else 1
+    )
     saver = _CheckpointPacer(settings.checkpoint_budget)
 
     def on_built(result) -> None:
@@ -292,9 +283,6 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     def on_epoch(report) -> bool:
         if keeper.lost.is_set():
             raise LeaseLost()
-        if crash_epoch == report.epoch:
-            log.warning("%s: killing this worker process at epoch %s", CRASH_HOOK_ENV, report.epoch)
-            os.kill(os.getpid(), signal.SIGKILL)
         t0 = time.perf_counter()
         cancel = db_write(write_epoch, report)
         if saver.pending is not None:
@@ -304,11 +292,11 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
     result = train(
         spec,
         data,
-        on_epoch=on_epoch,
+        on_epoch=hooks.on_epoch(on_epoch),
         on_built=on_built,
         resume=resume,
         checkpoint=on_checkpoint,
-        should_stop=keeper.should_stop,
+        should_stop=hooks.should_stop(keeper.should_stop),
         check_every=settings.cancel_check_batches,
     )
     if keeper.lost.is_set():

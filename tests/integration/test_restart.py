@@ -13,11 +13,18 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_redis, tiny):
-    stack = make_stack(backend, tmp_path_factory, pg_admin_url, external_redis).start()
+    # The test hook holds "first" inside epoch 2, so the stop lands mid-job on any machine.
+    stack = make_stack(
+        backend,
+        tmp_path_factory,
+        pg_admin_url,
+        external_redis,
+        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "first:2"},
+    ).start()
     try:
         first = stack.submit({**tiny, "name": "first", "epochs": 30, "train_samples": 6000})
         rest = [stack.submit({**tiny, "name": f"queued-{i}"}) for i in range(3)]
-        stack.wait(first, until=lambda e: e["epochs_done"] >= 1)
+        stack.held(first)
     finally:
         stack.stop(signal.SIGINT)
     assert stack.proc.returncode == 0, stack.logs()
