@@ -97,34 +97,6 @@ def test_sweep_end_to_end(stack):
         assert httpx.get(stack.url + path).status_code == 404
 
 
-@pytest.mark.parametrize(
-    "body, field",
-    [
-        ({"grid": {"layers.7.units": [10]}}, "grid.layers.7.units"),
-        ({"grid": {"layers.0.units": [16, 0]}}, "grid.layers.0.units"),
-        ({"grid": {"layers.0.activation": ["relu", "swish"]}}, "grid.layers.0.activation"),
-        ({"grid": {"optimizer.momentum": [0.9]}}, "grid.optimizer.momentum"),
-        ({"grid": {"epochs": 3}}, "grid.epochs"),
-        ({"grid": {"batch_size": list(range(1, 202))}}, "grid"),  # 201 children > cap of 200
-        ({"grid": {"layers.0.units": [8, 16]}, "repeats": 101}, "repeats"),
-        (
-            {
-                "base": {**TINY, "epochs": 500, "train_samples": None},
-                "grid": {"layers.0.units": [16, 8192]},
-            },
-            "grid",
-        ),  # the second child is over the cost cap
-        ({"base": {**TINY, "epochs": 0}}, "base.epochs"),
-    ],
-)
-def test_bad_sweeps_are_422_and_store_nothing(stack, body, field):
-    before = totals(stack)
-    r = httpx.post(f"{stack.url}/sweeps", json={"name": "bad", "base": TINY, **body})
-    assert r.status_code == 422, r.text
-    assert any(d["field"] == field for d in r.json()["detail"]), r.json()
-    assert totals(stack) == before
-
-
 def test_cancel_sweep_from_the_cli(stack, tmp_path):
     spec = {
         "name": "to-cancel",

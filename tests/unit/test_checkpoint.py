@@ -9,6 +9,8 @@ from worker import checkpoint as ckpt
 from worker.engine.data import Mnist, load_mnist
 from worker.engine.train import train
 
+pytestmark = pytest.mark.tf  # trains with TensorFlow in this process
+
 
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory) -> Mnist:

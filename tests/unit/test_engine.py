@@ -13,6 +13,8 @@ from worker.engine.notebook import train_notebook  # noqa: E402
 from worker.engine.steps import Steps, use_jit  # noqa: E402
 from worker.engine.train import train  # noqa: E402
 
+pytestmark = pytest.mark.tf  # trains with TensorFlow in this process
+
 
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory) -> Mnist:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.stack import ROOT
 
+pytestmark = pytest.mark.tf  # trains with TensorFlow in this process
+
 pytest.importorskip("tensorflow")
 
 
