@@ -1,6 +1,7 @@
 """create_app(): the FastAPI service. Run with `labq api` or `uvicorn api.main:app`."""
 
 import logging
+from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -14,11 +15,20 @@ from core.settings import get_settings
 log = logging.getLogger("labq.api")
 
 
+def labq_version() -> str:
+    try:
+        return version("labq")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     # /docs and /redoc with their assets served by labq itself: no CDN, works offline.
     app = FastAPIOffline(
-        title="labq", version="0.1.0", description="A job queue for Keras experiments on MNIST."
+        title="labq",
+        version=labq_version(),
+        description="A job queue for Keras experiments on MNIST.",
     )
     errors.install(app)
     auth.install(app, settings)

@@ -111,13 +111,28 @@ def worker(
     )
 
 
-@app.command()
-def migrate():
+migrate_app = typer.Typer(help="Database migrations (Alembic).")
+app.add_typer(migrate_app, name="migrate")
+
+
+@migrate_app.callback(invoke_without_command=True)
+def migrate(ctx: typer.Context):
     """Apply database migrations (waits for the database to accept connections)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from db.migrate import upgrade
 
     upgrade()
     console.print("database is at the latest migration")
+
+
+@migrate_app.command("new")
+def migrate_new(message: Annotated[str, typer.Argument(help="what the schema change does")]):
+    """Write the next migration from the models (edit db/models.py first), for review."""
+    from db.migrate import new_revision
+
+    path = new_revision(message)
+    console.print(f"wrote {path}; read it, adjust it, and commit it")
 
 
 @app.command()

@@ -35,3 +35,17 @@ def wait_for_db(timeout: float = 60.0) -> None:
 def upgrade() -> None:
     wait_for_db()
     command.upgrade(alembic_config(), "head")
+
+
+def new_revision(message: str) -> Path:
+    """Write the next numbered migration (0002_…, 0003_…) from the difference between
+    db/models.py and the database, which is first brought to the latest migration."""
+    upgrade()
+    numbers = [int(p.name[:4]) for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")]
+    cfg = alembic_config()
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    script = command.revision(
+        cfg, message=message, autogenerate=True, rev_id=f"{max(numbers, default=0) + 1:04d}"
+    )
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)

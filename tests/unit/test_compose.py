@@ -2,6 +2,8 @@
 service runs a real `labq` command, sets only settings labq reads, and the image holds every package."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -48,7 +50,7 @@ def test_worker_reserves_one_gpu_and_is_pinned():
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]
     assert worker["command"][:3] == ["worker", "--gpu", "0"]
-    assert worker["build"]["args"]["EXTRAS"] == "[gpu]"
+    assert worker["build"]["args"]["EXTRAS"] == "gpu"
 
 
 def test_no_default_password():
@@ -63,3 +65,23 @@ def test_image_copies_every_package():
     wanted = {p.strip().strip('"').rstrip("*") for p in packages.split(",")}
     copied = set(re.findall(r"^COPY (\w+) ", (ROOT / "Dockerfile").read_text(), re.M))
     assert wanted <= copied, wanted - copied
+
+
+def test_image_installs_locked_dependencies_before_the_code_and_runs_unprivileged():
+    lines = [ln for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln and ln[0] != "#"]
+    install = next(i for i, ln in enumerate(lines) if "-c requirements.lock" in ln)
+    first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY core"))
+    assert install < first_code
+    user = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    # Every EXTRAS the compose file builds with names an extra of pyproject.toml.
+    extras = {s["build"]["args"]["EXTRAS"] for s in SERVICES.values() if "build" in s}
+    for extra in extras - {""}:
+        out = subprocess.run(
+            [sys.executable, "scripts/requirements.py", extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "tensorflow" in out
