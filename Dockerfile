@@ -18,6 +18,7 @@ COPY db ./db
 COPY api ./api
 COPY worker ./worker
 COPY cli ./cli
+COPY lab ./lab
 RUN pip install --no-deps . \
  && useradd --system --uid 10001 --home-dir /data labq \
  && mkdir -p /data && chown labq /data

@@ -1,9 +1,9 @@
 """`labq bench`: how fast labq trains next to the notebook's own code, and what the service adds.
 
-Without --service it trains a fixed set of specs two ways in one process (worker.engine.bench,
+Without --service it trains a fixed set of specs two ways in one process (bench.training,
 imported here lazily: the CLI's other commands never load TensorFlow). With --service it starts a
 throw-away embedded stack and measures pickup latency, the API under load and queue throughput
-(cli.bench_service).
+(bench.service).
 """
 
 import json
@@ -103,7 +103,7 @@ def bench(
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
     if service:
-        from cli.bench_service import run_service, service_tables
+        from bench.service import run_service, service_tables
 
         report = run_service(
             clients=max(0, min(clients, 1000)),
@@ -131,7 +131,7 @@ def bench(
             console.print("[red]--jit: auto, on or off")
             raise typer.Exit(2)
         os.environ["LABQ_JIT"] = jit
-        from worker.engine.bench import run
+        from bench.training import run
 
         def progress(row) -> None:
             console.print(

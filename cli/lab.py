@@ -105,7 +105,7 @@ def report(
     answers to the lab's questions, figures."""
     import httpx
 
-    from cli.report import build_report
+    from lab.report import build_report
 
     chosen = {}
     for item in sweep or []:

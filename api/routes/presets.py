@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api.deps import SessionDep, SettingsDep
 from api.routes.sweeps import queue_sweep
 from api.sweep_schemas import SweepAccepted
-from core import presets as lab
 from core.spec import ExperimentSpec
 from core.sweep import MAX_REPEATS, SweepSpec, set_path
+from lab import presets as lab
 
 router = APIRouter(prefix="/presets", tags=["presets"])
 

@@ -4,7 +4,7 @@ the tables are printed. No timing is asserted."""
 
 from rich.console import Console
 
-from cli.bench_service import run_service, service_tables
+from bench.service import run_service, service_tables
 
 
 def test_service_bench_smoke():

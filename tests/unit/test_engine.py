@@ -8,8 +8,8 @@ from core.spec import ExperimentSpec
 
 tf = pytest.importorskip("tensorflow")
 
+from bench.notebook import train_notebook  # noqa: E402
 from worker.engine.data import Mnist, load_mnist  # noqa: E402
-from worker.engine.notebook import train_notebook  # noqa: E402
 from worker.engine.steps import Steps, use_jit  # noqa: E402
 from worker.engine.train import train  # noqa: E402
 

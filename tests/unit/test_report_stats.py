@@ -3,7 +3,7 @@ gradient norms in layer order, and matching measured cells to the published ones
 
 import pytest
 
-from cli.report_stats import (
+from lab.report_stats import (
     Stat,
     compare,
     epochs_to,

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from core import presets
 from core.sweep import SweepError, SweepSpec, config_key, expand, get_path, label, set_path
+from lab import presets
 
 BASE = {"layers": [{"units": 32}], "epochs": 1, "train_samples": 1000}
 

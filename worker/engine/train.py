@@ -4,7 +4,7 @@ Read top to bottom: build and compile the model, run the epochs with the compile
 worker.engine.steps (data resident as tensors, many steps per host call, large-batch validation),
 drive the spec's Keras callbacks plus labq's own (epoch report, gradient probe, divergence stop)
 once per epoch exactly as `fit` would, evaluate on the test set once, and hand back everything the
-worker stores. worker.engine.notebook holds the plain `model.fit` way, the benchmark's baseline.
+worker stores. bench.notebook holds the plain `model.fit` way, the benchmark's baseline.
 """
 
 import math

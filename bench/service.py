@@ -6,7 +6,7 @@ loopback ports), so nothing of the user's data is touched, and stops it at the e
 - requests: idle per-request time of GET /experiments/{id}, GET /experiments?limit=50, /health;
 - pickup: with a warm worker, POST -> `running` (the row's started_at - created_at, and as a client
   polling every 5 ms sees it) and last epoch -> `succeeded`, median over tiny jobs run one by one;
-- API under load: `clients` keep-alive connections (cli.loadgen) alternating GET /experiments/{id}
+- API under load: `clients` keep-alive connections (bench.loadgen) alternating GET /experiments/{id}
   and GET /experiments?limit=50 for `duration` seconds while a job trains: p50/p99, errors;
 - queue throughput: `jobs` tiny jobs through one worker process, then through two.
 
@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 from rich.table import Table
 
+from bench.loadgen import run_load
 from cli.livestack import LiveStack
-from cli.loadgen import run_load
 
 TINY = {"layers": [{"units": 32}], "epochs": 1, "batch_size": 128, "train_samples": 100}
 LOAD_JOB = {"layers": [{"units": 300}], "epochs": 50, "batch_size": 128, "train_samples": 20000}

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
-from cli.report_stats import (
+from lab.report_stats import (
     Stat,
     compare,
     epochs_to_stat,

@@ -1,6 +1,6 @@
 """The lab report, built from labq's public HTTP API only (httpx), so a script can do the same:
 
-    from cli.report import build_report
+    from lab.report import build_report
     build_report("http://127.0.0.1:8000", Path("lab-report"))
 
 Per section of the lab: the notebook's published numbers beside the measured ones (same
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from cli.report_stats import Stat, match_reference, num, pct
+from lab.report_stats import Stat, match_reference, num, pct
 
 SUCCEEDED = "succeeded"
 
@@ -182,7 +182,7 @@ def figures(sec: Section) -> list[str]:
 
 
 def section_markdown(sec: Section, ctx: dict[int, Section]) -> list[str]:
-    from cli.report_sections import answers
+    from lab.report_sections import answers
 
     p, s = sec.preset, sec.sweep
     lines = [
@@ -233,7 +233,7 @@ def build_report(
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {base_url}.",
         "",
         "*Published* numbers are the lab notebook's (transcribed in "
-        "`core/lab2_reference.json`); *measured* numbers are this labq's runs of the same "
+        "`lab/lab2_reference.json`); *measured* numbers are this labq's runs of the same "
         "configuration, epochs and batch size. Measured values are the mean ± sample standard "
         "deviation over the seeds run; a difference between configurations counts as a "
         "finding only beyond twice its standard error. Published times are the notebook's "

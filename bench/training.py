@@ -104,8 +104,8 @@ def load_data():
 
 
 def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
+    from bench.notebook import train_notebook
     from core.spec import estimate_flops
-    from worker.engine.notebook import train_notebook
     from worker.engine.steps import resident, use_jit
     from worker.engine.train import train
 
