@@ -1,7 +1,6 @@
 """Public shapes of sweeps: per-child summary columns and, per configuration, mean ± std over
 its repeats (sample standard deviation; none with a single finished repeat)."""
 
-import statistics
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -9,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.constants import FINISHED, QUEUED, RUNNING, SUCCEEDED
+from core.stats import mean_std
 from core.sweep import get_path, label
 from db.models import Experiment, Sweep
 
@@ -145,11 +145,8 @@ def child_row(sweep: Sweep, exp: Experiment) -> ChildRow:
 
 
 def stat(values: list[float]) -> Stat:
-    values = [float(v) for v in values if v is not None]
-    if not values:
-        return Stat(mean=None, std=None, n=0)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return Stat(mean=statistics.fmean(values), std=std, n=len(values))
+    mean, std, n = mean_std(values)
+    return Stat(mean=mean, std=std, n=n)
 
 
 def config_rows(rows: list[ChildRow]) -> list[ConfigRow]:

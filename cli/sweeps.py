@@ -11,6 +11,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from cli.client import call, read_json
+from core.stats import num, plus_minus
 
 console = Console()
 
@@ -32,15 +33,12 @@ app = typer.Typer(
 
 
 def fmt(v, spec=".4f") -> str:
-    return "-" if v is None else format(v, spec)
+    return num(v, spec)
 
 
 def pm(stat: dict, spec=".4f") -> str:
     """`mean ± std` (std only with two or more finished repeats)."""
-    if stat["mean"] is None:
-        return "-"
-    text = format(stat["mean"], spec)
-    return text + (f" ± {format(stat['std'], spec)}" if stat["std"] is not None else "")
+    return plus_minus(stat["mean"], stat["std"], spec)
 
 
 def follow(sweep_ids: list[int], interval: float = 1.0) -> list[dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from lab.report_stats import Stat, match_reference, num, pct
+from lab.report_stats import ALPHA, Stat, match_reference, num, pct
 
 SUCCEEDED = "succeeded"
 
@@ -236,7 +236,8 @@ def build_report(
         "`lab/lab2_reference.json`); *measured* numbers are this labq's runs of the same "
         "configuration, epochs and batch size. Measured values are the mean ± sample standard "
         "deviation over the seeds run; a difference between configurations counts as a "
-        "finding only beyond twice its standard error. Published times are the notebook's "
+        f"finding only when Welch's t-test on their runs gives p < {ALPHA} (two-sided); "
+        "otherwise it is within the noise. Published times are the notebook's "
         "laptop and compare with measured times only in trend.",
         "",
     ]

@@ -1,14 +1,19 @@
 """Numbers the lab report derives from a sweep: mean ± std, significance against run-to-run
 noise, epochs to an accuracy, gradient norms per layer, and the published-vs-measured match."""
 
-import math
-import statistics
 from dataclasses import dataclass
 
-# A difference counts as a finding only when it exceeds twice its standard error, computed from
-# the configurations' own seed-to-seed spread. With one run per configuration there is no spread
-# to compare with, and the report says so instead of ranking.
-SIGNIFICANCE_SE = 2.0
+from scipy import stats
+
+from core.stats import mean_std, num, plus_minus
+
+__all__ = ["ALPHA", "Stat", "compare", "num", "pct"]
+
+# The report's "within noise" rule: a difference between two configurations is a finding only
+# when Welch's t-test (unequal variances, two-sided, on the seed-to-seed runs of each) gives
+# p < ALPHA. With one run per configuration there is no spread to test against, and the report
+# says so instead of ranking.
+ALPHA = 0.05
 
 
 @dataclass
@@ -19,24 +24,14 @@ class Stat:
 
     @classmethod
     def of(cls, values) -> "Stat":
-        vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-        if not vals:
-            return cls(None, None, 0)
-        return cls(
-            statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals)
-        )
+        return cls(*mean_std(values))
 
     @classmethod
     def from_api(cls, d: dict) -> "Stat":
         return cls(d["mean"], d["std"], d["n"])
 
     def fmt(self, spec: str = ".4f", scale: float = 1.0) -> str:
-        if self.mean is None:
-            return "-"
-        text = format(self.mean * scale, spec)
-        if self.std is not None:
-            text += " ± " + format(self.std * scale, spec)
-        return text
+        return plus_minus(self.mean, self.std, spec, scale)
 
     def pct(self, digits: int = 2) -> str:
         """As a percentage: `97.85 ± 0.12%`, or `-` when not measured."""
@@ -45,10 +40,6 @@ class Stat:
 
 def pct(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v * 100:.{digits}f}%"
-
-
-def num(v, spec: str = ".4f") -> str:
-    return "-" if v is None else format(v, spec)
 
 
 def compare(
@@ -63,11 +54,18 @@ def compare(
             f"{diff:+.2f} {what} (one run per configuration: the seed-to-seed noise "
             "is not measured; run with --repeats 3 to test it)"
         )
-    se = math.sqrt((a.std * scale) ** 2 / a.n + (b.std * scale) ** 2 / b.n)
-    if abs(diff) > SIGNIFICANCE_SE * se:
-        return True, f"{diff:+.2f} {what}, beyond the noise (2 x standard error = {2 * se:.2f})"
-    return False, (
-        f"{diff:+.2f} {what}: NOT significant, within the noise (2 x standard error = {2 * se:.2f})"
+    if a.std == 0 and b.std == 0:
+        return None, f"{diff:+.2f} {what} (identical repeats: the noise is not measured)"
+    p = float(
+        stats.ttest_ind_from_stats(
+            a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False, alternative="two-sided"
+        ).pvalue
+    )
+    if p < ALPHA:
+        return True, f"{diff:+.2f} {what}, beyond the noise (Welch's t-test, p = {p:.3f})"
+    return (
+        False,
+        f"{diff:+.2f} {what}: NOT significant, within the noise (Welch's t-test, p = {p:.2f})",
     )
 
 
