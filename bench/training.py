@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from core.settings import Settings
 from core.spec import ExperimentSpec
 
 LAB12_LAYERS = [
@@ -156,6 +157,6 @@ def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None)
         "quick": quick,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "jit": os.environ.get("LABQ_JIT", "auto"),
+        "jit": Settings().jit,
         "rows": [asdict(r) for r in rows],
     }

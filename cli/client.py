@@ -1,7 +1,6 @@
 """HTTP client for the CLI: the same public API curl users have."""
 
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -11,12 +10,13 @@ from core.settings import get_settings
 
 
 def base_url() -> str:
-    return os.environ.get("LABQ_URL") or get_settings().base_url.replace("0.0.0.0", "127.0.0.1")
+    settings = get_settings()
+    return settings.url or settings.base_url.replace("0.0.0.0", "127.0.0.1")
 
 
 def client() -> httpx.Client:
     headers = {}
-    token = os.environ.get("LABQ_TOKEN")
+    token = get_settings().token
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=base_url(), headers=headers, timeout=30)

@@ -1,6 +1,5 @@
 """`labq lab`: run the lab's sections as sweeps and write the report."""
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +8,7 @@ from rich.console import Console
 
 from cli.client import base_url, call
 from cli.sweeps import follow
+from core.settings import get_settings
 
 app = typer.Typer(
     no_args_is_help=True, help="The MNIST lab: its sections as presets, and a report."
@@ -118,7 +118,7 @@ def report(
             ) from None
     wanted = parse_sections(sections) if sections else None
     try:
-        path = build_report(base_url(), out, wanted, chosen or None, os.environ.get("LABQ_TOKEN"))
+        path = build_report(base_url(), out, wanted, chosen or None, get_settings().token or None)
     except httpx.ConnectError:
         console.print(f"[red]cannot reach labq at {base_url()} (is `labq up` running?)")
         raise typer.Exit(2) from None

@@ -6,6 +6,7 @@ Setting `DATABASE_URL` and `REDIS_URL` turns the same processes into the distrib
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,16 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("LABQ_CORS_ORIGINS")
     )
+
+    # SQLite: how long a write waits for a lock before failing (the worker then retries).
+    sqlite_busy_ms: int = Field(30000, ge=0, validation_alias=AliasChoices("LABQ_SQLITE_BUSY_MS"))
+    # The training engine's XLA switch: auto (off, the measured faster choice), on, off.
+    jit: Literal["auto", "on", "off"] = Field("auto", validation_alias=AliasChoices("LABQ_JIT"))
+
+    # The CLI's client commands: where the API is (default http://LABQ_HOST:LABQ_PORT), and the
+    # bearer token they send.
+    url: str = Field("", validation_alias=AliasChoices("LABQ_URL"))
+    token: str = Field("", validation_alias=AliasChoices("LABQ_TOKEN"))
 
     @property
     def db_url(self) -> str:

@@ -1,6 +1,5 @@
 """Engine and session factory. SQLite gets WAL, a busy timeout and foreign keys on every connection."""
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -11,18 +10,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 
-# How long a SQLite write waits for a lock before failing (the worker then retries with backoff).
-SQLITE_BUSY_MS = int(os.environ.get("LABQ_SQLITE_BUSY_MS", "30000"))
-
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        # How long a write waits for a lock before failing (the worker then retries).
+        busy_ms = get_settings().sqlite_busy_ms
         # No cap on pooled connections (a SQLite connection is a file handle): the API's sync
         # routes hold a connection between thread hops, and with a capped pool, concurrent
         # requests beyond pool + threadpool size deadlocked until the pool's 30 s timeout.
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": busy_ms / 1000, "check_same_thread": False},
             max_overflow=-1,
         )
 
@@ -30,7 +28,7 @@ def make_engine(url: str) -> Engine:
         def _pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()

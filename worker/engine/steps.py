@@ -15,13 +15,13 @@ the measured saving is larger than the compile time; on this 2-core CPU that is 
 it is opt-in (LABQ_JIT=on; see BENCHMARKS.md).
 """
 
-import os
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from core.settings import Settings
 from core.spec import ExperimentSpec
 from worker.engine.data import Mnist
 
@@ -68,11 +68,9 @@ def resident(data: Mnist) -> Resident:
 
 def use_jit(spec: ExperimentSpec) -> bool:
     """LABQ_JIT=on|off forces it; "auto" (the default) is off, the measured faster choice here."""
-    forced = os.environ.get("LABQ_JIT", "auto").lower()
-    if forced in ("on", "1", "true"):
-        return True
-    if forced in ("off", "0", "false"):
-        return False
+    forced = Settings().jit  # read per job, not cached: the bench switches it between runs
+    if forced != "auto":
+        return forced == "on"
     # auto = off: measured here, the XLA loop called in runs of `check_every` steps was ~60x slower
     # at batch 1 than the plain graph loop (BENCHMARKS.md), so XLA is opt-in until that is solved.
     return False
