@@ -3,11 +3,13 @@ the lab's first-layer filters, graficar_history and comparar_histories."""
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
+import numpy.typing as npt
 from matplotlib.figure import Figure
 
 
@@ -17,7 +19,7 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def filters_png(kernel: np.ndarray, n: int = 10) -> bytes:
+def filters_png(kernel: npt.NDArray[np.floating[Any]], n: int = 10) -> bytes:
     """First `n` columns of the first Dense kernel, each as a 28x28 tile (viridis, as in the lab)."""
     n = min(n, kernel.shape[1])
     cols = min(n, 10)
@@ -31,7 +33,7 @@ def filters_png(kernel: np.ndarray, n: int = 10) -> bytes:
     return _png(fig)
 
 
-def history_png(history: Sequence[dict], label: str) -> bytes:
+def history_png(history: Sequence[dict[str, Any]], label: str) -> bytes:
     """Accuracy and loss per epoch, train vs validation (the lab's graficar_history)."""
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(12, 5))
@@ -47,7 +49,9 @@ def history_png(history: Sequence[dict], label: str) -> bytes:
     return _png(fig)
 
 
-def compare_png(histories: Sequence[tuple[str, Sequence[dict]]], title: str = "") -> bytes:
+def compare_png(
+    histories: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: str = ""
+) -> bytes:
     """Validation accuracy and loss of several runs overlaid (the lab's comparar_histories)."""
     fig = Figure(figsize=(12, 5))
     for i, (metric, name) in enumerate(

@@ -61,7 +61,7 @@ def make_celery(producer_only: bool = False) -> Celery:
     return app
 
 
-def _transport_options(settings: Settings) -> dict:
+def _transport_options(settings: Settings) -> dict[str, int]:
     """Redis redelivers an unacknowledged message after `visibility_timeout`; kombu sweeps for such
     messages every interval x throttle seconds (100 s by default), sooner for short timeouts."""
     vt = settings.visibility_timeout
@@ -94,8 +94,8 @@ def time_limits(flops: float | None, settings: Settings | None = None) -> tuple[
     if flops is None:
         soft = s.max_time_limit
     else:
-        soft = flops / s.job_flops_per_second * s.time_limit_factor
-        soft = int(min(max(soft, s.min_time_limit), s.max_time_limit))
+        estimate = flops / s.job_flops_per_second * s.time_limit_factor
+        soft = int(min(max(estimate, s.min_time_limit), s.max_time_limit))
     return soft, int(soft * 1.1) + 30
 
 

@@ -5,7 +5,7 @@ is `layers`. The same model validates the API's input and, again, the worker's r
 """
 
 import random
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -34,7 +34,9 @@ class Dropout(_Strict):
     rate: float = Field(ge=0.0, lt=1.0)
 
 
-def _layer_type(value: Any) -> str:
+def _layer_type(value: Any) -> Any:
+    """The layer's tag as given, of any type: pydantic reports one that is missing (None) or
+    matches no layer type, so it is passed on unchanged."""
     if isinstance(value, dict):
         return value.get("type", "dense")
     return getattr(value, "type", "dense")
@@ -52,7 +54,7 @@ class Optimizer(_Strict):
     momentum: float | None = Field(None, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _momentum_applies(self):
+    def _momentum_applies(self) -> Self:
         if self.momentum is not None and self.name == "adam":
             raise ValueError("momentum applies to sgd and rmsprop only, not adam")
         return self
@@ -96,7 +98,7 @@ class ExperimentSpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> Self:
         if isinstance(self.validation, Holdout) and self.validation.holdout >= self.n_train_total:
             raise ValueError(
                 f"validation.holdout ({self.validation.holdout}) must be smaller than the "

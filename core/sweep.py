@@ -55,13 +55,13 @@ class Child:
     repeat: int
 
 
-def _loc(loc) -> str:
+def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(
         str(p) for p in loc if p not in ("dense", "dropout", "Holdout", "literal['test']")
     )
 
 
-def set_path(doc: dict, path: str, value: Any) -> None:
+def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
     """Set `a.0.b` in nested dicts/lists. Lists must already hold the index; a missing or null
     dict entry is created. Raises KeyError with a reason when the path cannot exist."""
     parts = path.split(".")
@@ -132,7 +132,7 @@ def label(config: dict[str, Any]) -> str:
     return " ".join(parts) or "base"
 
 
-def _normalized_base(sweep: SweepSpec) -> dict:
+def _normalized_base(sweep: SweepSpec) -> dict[str, Any]:
     try:
         spec = ExperimentSpec.model_validate(sweep.base)
     except ValidationError as exc:
@@ -207,14 +207,10 @@ def expand(sweep: SweepSpec, max_children: int, max_flops: float | None = None) 
                     field = f"grid.{path}"
                 else:
                     field = ("base." + loc) if loc else ("grid" if sweep.grid else "base")
-                value_idx = (
-                    dict(zip(paths, combo, strict=False)).get(path, (None,))[0] if path else None
-                )
-                where = (
-                    f"value #{value_idx} {json.dumps(sweep.grid[path][value_idx])}: "
-                    if path
-                    else ""
-                )
+                where = ""
+                if path:  # one of `paths`, so `combo` holds its (index, value)
+                    value_idx = dict(zip(paths, combo, strict=False))[path][0]
+                    where = f"value #{value_idx} {json.dumps(sweep.grid[path][value_idx])}: "
                 inner = f"{loc}: " if loc and loc != path else ""
                 msg = where + inner + e["msg"].removeprefix("Value error, ")
                 if (field, msg) not in seen_bad:

@@ -41,16 +41,16 @@ class Preset:
     title: str
     question: str
     description: str
-    base: dict | None = None  # None: not a sweep (section 11)
-    grid: dict = field(default_factory=dict)
+    base: dict[str, Any] | None = None  # None: not a sweep (section 11)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
     faithful: bool = True
-    reference: list[dict] = field(default_factory=list)  # [{config, published}]
+    reference: list[dict[str, Any]] = field(default_factory=list)  # [{config, published}]
 
     @property
     def runnable(self) -> bool:
         return self.base is not None
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         children = 1
         for values in self.grid.values():
             children *= len(values)
@@ -70,15 +70,16 @@ class Preset:
 
 
 @lru_cache
-def reference() -> dict:
-    return json.loads(REFERENCE_FILE.read_text())
+def reference() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(REFERENCE_FILE.read_text())
+    return doc
 
 
-def _dense(hidden: list) -> list[dict]:
+def _dense(hidden: list[list[Any]]) -> list[dict[str, Any]]:
     return [{"units": u, "activation": a} for u, a in hidden]
 
 
-def _normalized(base: dict, cell: dict) -> dict:
+def _normalized(base: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     """The cell's grid values as a sweep child stores them (defaults filled in), so measured
     configurations and published ones compare equal."""
     doc = copy.deepcopy(base)
@@ -88,7 +89,7 @@ def _normalized(base: dict, cell: dict) -> dict:
     return {p: get_path(spec, p) for p in cell}
 
 
-def _published(run: dict) -> dict:
+def _published(run: dict[str, Any]) -> dict[str, Any]:
     keys = ("val_accuracy", "val_loss", "train_accuracy", "seconds")
     return {k: run[k] for k in keys if run.get(k) is not None}
 
@@ -97,9 +98,9 @@ def _sweep_preset(
     name: str,
     section: int,
     description: str,
-    base: dict,
-    grid: dict,
-    cell_of: Callable[[dict], dict],
+    base: dict[str, Any],
+    grid: dict[str, list[Any]],
+    cell_of: Callable[[dict[str, Any]], dict[str, Any]],
     faithful: bool = True,
 ) -> Preset:
     sec = next(s for s in reference()["sections"] if s["id"] == section)
@@ -112,15 +113,17 @@ def _sweep_preset(
     )
 
 
-def _runs(section: int) -> list[dict]:
-    return next(s for s in reference()["sections"] if s["id"] == section)["runs"]
+def _runs(section: int) -> list[dict[str, Any]]:
+    sec = next(s for s in reference()["sections"] if s["id"] == section)
+    runs: list[dict[str, Any]] = sec["runs"]
+    return runs
 
 
-def _with(**kw: Any) -> dict:
+def _with(**kw: Any) -> dict[str, Any]:
     return {**copy.deepcopy(BASE), **kw}
 
 
-def _hidden_grid(section: int) -> dict:
+def _hidden_grid(section: int) -> dict[str, list[Any]]:
     return {"layers": [_dense(r["hidden"]) for r in _runs(section)]}
 
 
