@@ -1,6 +1,7 @@
 """SQLAlchemy 2.x models. The `experiments` row is the source of truth for a job's state."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -23,18 +25,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Stored as naive UTC (SQLite has no time zones), always returned time-zone aware."""
 
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
@@ -47,8 +49,8 @@ class Sweep(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    base: Mapped[dict] = mapped_column(JSON)
-    grid: Mapped[dict] = mapped_column(JSON)
+    base: Mapped[dict[str, Any]] = mapped_column(JSON)
+    grid: Mapped[dict[str, list[Any]]] = mapped_column(JSON)
     repeats: Mapped[int] = mapped_column(Integer, default=1)
     preset: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -60,7 +62,7 @@ class Experiment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
-    spec: Mapped[dict] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
     config_key: Mapped[str | None] = mapped_column(String(500))  # sweep cell, repeats share it
@@ -75,7 +77,8 @@ class Experiment(Base):
     epochs_total: Mapped[int] = mapped_column(Integer)
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     params: Mapped[int | None] = mapped_column(Integer)
-    layers: Mapped[list | None] = mapped_column(JSON)  # [{name, kernel_shape, bias_shape, params}]
+    # [{name, kernel_shape, bias_shape, params}]
+    layers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     train_loss: Mapped[float | None] = mapped_column(Float)
     train_accuracy: Mapped[float | None] = mapped_column(Float)
@@ -110,7 +113,8 @@ class EpochRow(Base):
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     learning_rate: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
-    grad_norms: Mapped[dict | None] = mapped_column(JSON)  # layer name -> kernel gradient L2 norm
+    # layer name -> kernel gradient L2 norm
+    grad_norms: Mapped[dict[str, float] | None] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
 
 

@@ -6,6 +6,7 @@ Writes that a redelivered or resumed task may repeat are idempotent: epochs are 
 
 from contextvars import ContextVar
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from core.constants import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from core.settings import get_settings
 from core.spec import ExperimentSpec
 from db.models import Artifact, EpochRow, Experiment, utcnow
+from db.session import rowcount
 
 # The API token a request acts for (set by api.auth for the request's duration): every experiment
 # created during the request is owned by it and counts against its active-job limit.
@@ -129,16 +131,16 @@ def queue_positions(session: Session, ids: list[int]) -> dict[int, int]:
     return {int(i): before + k for k, i in enumerate(stretch, start=1) if i in wanted}
 
 
-def request_cancel(session: Session, experiment_id: int) -> str:
+def request_cancel(session: Session, experiment_id: int) -> str | None:
     """Queued jobs are cancelled at once (they will never train); running ones are flagged and
-    stop at their next epoch end. Returns the status after the request."""
+    stop at their next epoch end. Returns the status after the request (None: no such job)."""
     now = utcnow()
-    done = session.execute(
+    result = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id, Experiment.status == QUEUED)
         .values(status=CANCELLED, finished_at=now, cancel_requested=True)
-    ).rowcount
-    if not done:
+    )
+    if not rowcount(result):
         session.execute(
             update(Experiment)
             .where(Experiment.id == experiment_id, Experiment.status == RUNNING)
@@ -171,7 +173,7 @@ def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int)
         )
     )
     session.commit()
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return None
     return session.scalar(select(Experiment.attempt).where(Experiment.id == experiment_id))
 
@@ -187,7 +189,7 @@ def renew_lease(session: Session, experiment_id: int, attempt: int, lease_second
         )
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def cancel_requested(session: Session, experiment_id: int) -> bool:
@@ -196,7 +198,7 @@ def cancel_requested(session: Session, experiment_id: int) -> bool:
     )
 
 
-def record_epoch(session: Session, experiment_id: int, attempt: int, row: dict) -> None:
+def record_epoch(session: Session, experiment_id: int, attempt: int, row: dict[str, Any]) -> None:
     """Write one epoch's row, replacing any earlier write of the same epoch."""
     session.execute(
         delete(EpochRow).where(
@@ -230,11 +232,11 @@ def truncate_history(session: Session, experiment_id: int, after_epoch: int) -> 
     )
 
 
-def update_experiment(session: Session, experiment_id: int, **values) -> None:
+def update_experiment(session: Session, experiment_id: int, **values: Any) -> None:
     session.execute(update(Experiment).where(Experiment.id == experiment_id).values(**values))
 
 
-def finish(session: Session, experiment_id: int, status: str, **values) -> None:
+def finish(session: Session, experiment_id: int, status: str, **values: Any) -> None:
     assert status in (SUCCEEDED, FAILED, CANCELLED)
     hist = history(session, experiment_id)
     vals = [h.val_accuracy for h in hist if h.val_accuracy is not None]
@@ -264,7 +266,7 @@ def retry(session: Session, experiment_id: int) -> bool:
     """Queue a failed or cancelled job again, from scratch: its epochs, artifacts, results and
     error are cleared and its attempt count starts over (so the attempt cap applies afresh).
     False when the job is in another status (nothing is changed then)."""
-    done = session.execute(
+    result = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id, Experiment.status.in_(RETRYABLE))
         .values(
@@ -291,7 +293,8 @@ def retry(session: Session, experiment_id: int) -> bool:
             attempt=0,
             lease_expires_at=None,
         )
-    ).rowcount
+    )
+    done = rowcount(result)
     if done:
         session.execute(delete(EpochRow).where(EpochRow.experiment_id == experiment_id))
         session.execute(delete(Artifact).where(Artifact.experiment_id == experiment_id))

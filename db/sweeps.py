@@ -1,6 +1,7 @@
 """Repository functions for sweeps: store a sweep with all its children, read them back, cancel."""
 
 from collections import Counter
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,8 +15,8 @@ def create_sweep(
     session: Session,
     *,
     name: str,
-    base: dict,
-    grid: dict,
+    base: dict[str, Any],
+    grid: dict[str, list[Any]],
     repeats: int,
     children: list[tuple[ExperimentSpec, str]],
     preset: str | None = None,
@@ -47,9 +48,9 @@ def children(session: Session, sweep_id: int) -> list[Experiment]:
     )
 
 
-def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter]:
+def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter[str]]:
     """{sweep id: Counter(status -> number of children)} for the given sweeps."""
-    counts: dict[int, Counter] = {i: Counter() for i in sweep_ids}
+    counts: dict[int, Counter[str]] = {i: Counter() for i in sweep_ids}
     if not sweep_ids:
         return counts
     rows = session.execute(
@@ -58,6 +59,7 @@ def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter]:
         .group_by(Experiment.sweep_id, Experiment.status)
     )
     for sweep_id, status, n in rows:
+        assert sweep_id is not None  # the query selects children of the given sweeps only
         counts[sweep_id][status] = n
     return counts
 
@@ -73,7 +75,7 @@ def list_sweeps(
     return list(rows), int(total or 0)
 
 
-def cancel_sweep(session: Session, sweep_id: int) -> dict[int, str]:
+def cancel_sweep(session: Session, sweep_id: int) -> dict[int, str | None]:
     """Request cancellation of every child; returns {experiment id: status after the request}."""
     ids = list(session.scalars(select(Experiment.id).where(Experiment.sweep_id == sweep_id)))
     return {i: repo.request_cancel(session, i) for i in ids}

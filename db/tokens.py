@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Token, utcnow
+from db.session import rowcount
 
 PREFIX = "labq_"
 NAME_RULE = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
@@ -50,9 +51,7 @@ def all_tokens(session: Session) -> list[Token]:
 
 
 def revoke(session: Session, name: str) -> bool:
-    return (
-        session.execute(
-            update(Token).where(Token.name == name, Token.revoked.is_(False)).values(revoked=True)
-        ).rowcount
-        == 1
+    result = session.execute(
+        update(Token).where(Token.name == name, Token.revoked.is_(False)).values(revoked=True)
     )
+    return rowcount(result) == 1
