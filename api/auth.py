@@ -19,12 +19,13 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Hashable
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -55,10 +56,10 @@ class RateLimiter:
 
     def __init__(self, per_minute: int, window: float = 60.0):
         self.per_minute, self.window = per_minute, window
-        self.hits: dict[object, deque] = defaultdict(deque)
+        self.hits: dict[Hashable, deque[float]] = defaultdict(deque)
         self.lock = threading.Lock()
 
-    def hit(self, key, now: float | None = None) -> int:
+    def hit(self, key: Hashable, now: float | None = None) -> int:
         """Record a request; 0 if allowed, else the seconds to wait before the next one."""
         now = time.monotonic() if now is None else now
         with self.lock:
@@ -127,6 +128,7 @@ class Authenticate:
             auth = _cookie_auth(headers.get("cookie", ""))
         denied = await self._check(method, auth)
         if isinstance(denied, JSONResponse):
+            refusal: Response = denied
             if (
                 denied.status_code == 401
                 and method in READ_METHODS
@@ -137,8 +139,8 @@ class Authenticate:
                     path
                     + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
                 )
-                denied = RedirectResponse(f"/login?next={target}", status_code=303)
-            return await denied(scope, receive, send)
+                refusal = RedirectResponse(f"/login?next={target}", status_code=303)
+            return await refusal(scope, receive, send)
         reset = repo.acting_token.set(denied)
         try:
             await self.app(scope, receive, send)
@@ -178,7 +180,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(Authenticate, settings=settings)
 
     @app.exception_handler(repo.QuotaExceeded)
-    async def _quota(request: Request, exc: repo.QuotaExceeded):
+    async def _quota(request: Request, exc: repo.QuotaExceeded) -> JSONResponse:
         return _too_many(str(exc), JOBS_RETRY_AFTER)
 
     if settings.cors_origins:

@@ -1,6 +1,7 @@
 """Public response shapes. The input schema is `core.spec.ExperimentSpec` itself."""
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -23,7 +24,7 @@ class ExperimentPublic(BaseModel):
     name: str
     architecture: str
     status: str
-    spec: dict  # the stored, normalized spec (see ExperimentSpec)
+    spec: dict[str, Any]  # the stored, normalized spec (see ExperimentSpec)
     sweep_id: int | None
     created_at: datetime
     started_at: datetime | None

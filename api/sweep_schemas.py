@@ -2,6 +2,7 @@
 its repeats (sample standard deviation; none with a single finished repeat)."""
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -83,8 +84,8 @@ class SweepSummary(BaseModel):
 
 
 class SweepPublic(SweepSummary):
-    base: dict
-    grid: dict
+    base: dict[str, Any]
+    grid: dict[str, Any]
     epochs_done: int
     epochs_total: int
     children: list[ChildRow]
@@ -100,7 +101,7 @@ class SweepAccepted(BaseModel):
     warning: str | None = None
 
 
-def sweep_status(counts: Counter) -> str:
+def sweep_status(counts: Counter[str]) -> str:
     total = sum(counts.values())
     done = sum(counts[s] for s in FINISHED)
     if total and done == total:
@@ -110,7 +111,7 @@ def sweep_status(counts: Counter) -> str:
     return QUEUED
 
 
-def summary(sweep: Sweep, counts: Counter) -> SweepSummary:
+def summary(sweep: Sweep, counts: Counter[str]) -> SweepSummary:
     return SweepSummary(
         id=sweep.id,
         name=sweep.name,
@@ -144,7 +145,7 @@ def child_row(sweep: Sweep, exp: Experiment) -> ChildRow:
     )
 
 
-def stat(values: list[float]) -> Stat:
+def stat(values: Sequence[float | None]) -> Stat:
     mean, std, n = mean_std(values)
     return Stat(mean=mean, std=std, n=n)
 
@@ -172,7 +173,7 @@ def config_rows(rows: list[ChildRow]) -> list[ConfigRow]:
     return out
 
 
-def public(sweep: Sweep, exps: list[Experiment], counts: Counter) -> SweepPublic:
+def public(sweep: Sweep, exps: list[Experiment], counts: Counter[str]) -> SweepPublic:
     rows = [child_row(sweep, e) for e in exps]
     base = f"/sweeps/{sweep.id}"
     return SweepPublic(

@@ -6,7 +6,7 @@ labq itself from api/static, so the dashboard works on an offline machine.
 """
 
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,19 +30,21 @@ def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
-def _page(request: Request, template: str, title: str, **context) -> HTMLResponse:
+def _page(request: Request, template: str, title: str, **context: Any) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(
         request, template, {"title": title, "page": template.removesuffix(".html"), **context}
     )
 
 
 @router.get("/", response_class=HTMLResponse)
-def queue_page(request: Request):
+def queue_page(request: Request) -> HTMLResponse:
     return _page(request, "queue.html", "Runs", statuses=STATUSES)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/"):
+def login_page(
+    request: Request, next: Annotated[str, Query(max_length=2000)] = "/"
+) -> HTMLResponse:
     """Paste an API token; the page keeps it for this browser (see api/auth.py)."""
     if not next.startswith("/") or next.startswith("//"):
         next = "/"  # only ever back into labq itself
@@ -50,7 +52,7 @@ def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = 
 
 
 @router.get("/runs/{experiment_id}", response_class=HTMLResponse)
-def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]):
+def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
     with session_scope() as s:
         exp = repo.get(s, experiment_id)
         if exp is None:
@@ -69,7 +71,7 @@ def compare_page(
         Query(max_length=1000, pattern=r"^\d+(,\d+)*$", description="comma-separated run ids"),
     ] = None,
     sweep: Annotated[int | None, Query(ge=1)] = None,
-):
+) -> HTMLResponse:
     run_ids = list(dict.fromkeys(int(i) for i in ids.split(","))) if ids else []
     if len(run_ids) > MAX_COMPARE:
         raise RequestValidationError(
@@ -87,5 +89,7 @@ def compare_page(
 
 
 @router.get("/submit", response_class=HTMLResponse)
-def submit_page(request: Request, from_: Annotated[int | None, Query(alias="from", ge=1)] = None):
+def submit_page(
+    request: Request, from_: Annotated[int | None, Query(alias="from", ge=1)] = None
+) -> HTMLResponse:
     return _page(request, "submit.html", "Submit", from_id=from_)

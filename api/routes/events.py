@@ -19,8 +19,9 @@ attempt starts), `epoch` (one new epoch row), `end` (the run finished; the strea
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
@@ -58,7 +59,7 @@ def stream_slot(settings: SettingsDep) -> None:
 
 
 @contextmanager
-def _counted():
+def _counted() -> Iterator[None]:
     global _open_streams
     _open_streams += 1
     try:
@@ -70,14 +71,15 @@ def _counted():
 class QueueWatch:
     """What one queue stream has seen, and the poll that finds what changed since."""
 
-    def __init__(self):
-        self.signature: tuple | None = None
+    def __init__(self) -> None:
+        self.signature: tuple[Any, ...] | None = None
         self.started = False
         self.done = False  # a queue stream ends only by time or by disconnect
         self.queued: set[int] = set()
         self.running: set[int] = set()
         self.max_id = 0
-        self.sent: dict[int, tuple] = {}  # id -> fingerprint last sent (unfinished rows only)
+        # id -> fingerprint last sent (unfinished rows only)
+        self.sent: dict[int, tuple[Any, ...]] = {}
 
     def poll(self) -> list[ServerSentEvent]:
         with session_scope() as s:
@@ -165,7 +167,7 @@ class RunWatch:
 
     def __init__(self, experiment_id: int):
         self.id = experiment_id
-        self.mark: tuple | None = None
+        self.mark: tuple[Any, ...] | None = None
         self.attempt: int | None = None
         self.epoch = 0
         self.done = False
@@ -237,7 +239,7 @@ def encode(event: ServerSentEvent) -> bytes:
     return format_sse_event(data_str=data, event=event.event, id=event.id, retry=event.retry)
 
 
-async def _stream(request: Request, watch) -> AsyncIterator[bytes]:
+async def _stream(request: Request, watch: QueueWatch | RunWatch) -> AsyncIterator[bytes]:
     """Poll, send what changed, sleep; until the client leaves, the watch is done or the stream
     has lived MAX_STREAM_SECONDS. A disconnect is noticed here at the next tick (and Starlette
     cancels this generator as soon as it sees one), so the place is freed within a poll."""
@@ -260,7 +262,7 @@ async def _stream(request: Request, watch) -> AsyncIterator[bytes]:
             await asyncio.sleep(POLL_SECONDS)
 
 
-def _response(request: Request, watch) -> StreamingResponse:
+def _response(request: Request, watch: QueueWatch | RunWatch) -> StreamingResponse:
     return StreamingResponse(
         _stream(request, watch),
         media_type="text/event-stream",

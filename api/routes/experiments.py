@@ -2,12 +2,14 @@
 
 import io
 import logging
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import MAX_ID, ExperimentDep, IdPath, SessionDep, SettingsDep, get_experiment
@@ -33,14 +35,16 @@ router = APIRouter(prefix="/experiments", tags=["experiments"])
 StatusFilter = Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")]
 
 
-def check_cost(spec: ExperimentSpec, max_flops: float, loc: tuple = ("body",)) -> None:
+def check_cost(
+    spec: ExperimentSpec, max_flops: float, loc: tuple[int | str, ...] = ("body",)
+) -> None:
     """The whole-job cost cap, reported like any other validation error."""
     err = cost_error(spec, max_flops)
     if err:
         raise RequestValidationError([{"loc": loc, "msg": err, "type": "cost_cap"}])
 
 
-def submit(session, spec: ExperimentSpec, **kw) -> tuple[Experiment, str | None]:
+def submit(session: Session, spec: ExperimentSpec, **kw: Any) -> tuple[Experiment, str | None]:
     """Store, commit, then enqueue. A broker that is down leaves the job queued in SQL; it is
     re-sent when a worker (or `labq up`) starts, so the submission is never lost."""
     exp = repo.create_experiment(session, spec, **kw)
@@ -60,11 +64,11 @@ def enqueue_stored(ids: list[int]) -> str | None:
         return "broker unavailable: the job is stored and will be sent when a worker starts"
 
 
-def _seconds(a, b) -> float | None:
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
-def arch_of(raw: dict) -> str:
+def arch_of(raw: dict[str, Any]) -> str:
     """The one-line architecture; a stored spec that no longer validates still gets a row."""
     try:
         return architecture(ExperimentSpec.model_validate(raw))
@@ -72,7 +76,7 @@ def arch_of(raw: dict) -> str:
         return "(invalid spec)"
 
 
-def to_public(session, exp: Experiment) -> ExperimentPublic:
+def to_public(session: Session, exp: Experiment) -> ExperimentPublic:
     position = None
     if exp.status == QUEUED:
         position = session.scalar(
@@ -140,7 +144,9 @@ def to_summary(exp: Experiment, queue_position: int | None = None) -> Experiment
 
 
 @router.post("", status_code=202, response_model=Accepted)
-def create(spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, response: Response):
+def create(
+    spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, response: Response
+) -> Accepted:
     check_cost(spec, settings.max_job_flops)
     exp, warning = submit(session, spec)
     response.headers["Location"] = f"/experiments/{exp.id}"
@@ -159,11 +165,13 @@ async def list_(
     sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-):
+) -> ExperimentPage:
     return await run_in_threadpool(_page, status, name, sweep_id, limit, offset)
 
 
-def _page(status, name, sweep_id, limit: int, offset: int) -> ExperimentPage:
+def _page(
+    status: str | None, name: str | None, sweep_id: int | None, limit: int, offset: int
+) -> ExperimentPage:
     with session_scope() as session:
         rows, total = repo.list_experiments(
             session, status=status, name=name, sweep_id=sweep_id, limit=limit, offset=offset
@@ -178,7 +186,7 @@ def _page(status, name, sweep_id, limit: int, offset: int) -> ExperimentPage:
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
-async def read(experiment_id: IdPath):
+async def read(experiment_id: IdPath) -> ExperimentPublic:
     return await run_in_threadpool(_read, experiment_id)
 
 
@@ -188,7 +196,7 @@ def _read(experiment_id: int) -> ExperimentPublic:
 
 
 @router.get("/{experiment_id}/history", response_model=list[EpochPublic])
-def history(exp: ExperimentDep, session: SessionDep):
+def history(exp: ExperimentDep, session: SessionDep) -> list[EpochPublic]:
     return [
         EpochPublic.model_validate(row, from_attributes=True)
         for row in repo.history(session, exp.id)
@@ -200,7 +208,9 @@ def history(exp: ExperimentDep, session: SessionDep):
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-def filters(exp: ExperimentDep, session: SessionDep, n: Annotated[int, Query(ge=1, le=100)] = 10):
+def filters(
+    exp: ExperimentDep, session: SessionDep, n: Annotated[int, Query(ge=1, le=100)] = 10
+) -> Response:
     art = repo.get_artifact(session, exp.id, "first_kernel.npy")
     if art is None:
         raise HTTPException(
@@ -215,7 +225,7 @@ def filters(exp: ExperimentDep, session: SessionDep, n: Annotated[int, Query(ge=
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-def history_png(exp: ExperimentDep, session: SessionDep):
+def history_png(exp: ExperimentDep, session: SessionDep) -> Response:
     rows = history(exp, session)
     if not rows:
         raise HTTPException(
@@ -227,7 +237,7 @@ def history_png(exp: ExperimentDep, session: SessionDep):
 
 
 @router.post("/{experiment_id}/cancel", status_code=202, response_model=ExperimentPublic)
-def cancel(exp: ExperimentDep, session: SessionDep):
+def cancel(exp: ExperimentDep, session: SessionDep) -> ExperimentPublic:
     repo.request_cancel(session, exp.id)
     session.commit()
     session.refresh(exp)
@@ -240,7 +250,7 @@ def cancel(exp: ExperimentDep, session: SessionDep):
     response_model=ExperimentPublic,
     responses={409: {"description": "the experiment is not failed or cancelled"}},
 )
-def retry(exp: ExperimentDep, session: SessionDep):
+def retry(exp: ExperimentDep, session: SessionDep) -> ExperimentPublic:
     """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
     cleared; id, name and spec are kept)."""
     if not repo.retry(session, exp.id):

@@ -9,6 +9,7 @@ shows up within about TTL + the ping timeout.
 
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from fastapi import APIRouter, Response
@@ -36,7 +37,9 @@ def _ping_workers() -> list[str]:
 class WorkerCache:
     """The workers that answered the last ping, refreshed at most once per `ttl`, off-request."""
 
-    def __init__(self, ping=_ping_workers, ttl: float = WORKERS_TTL):
+    def __init__(
+        self, ping: Callable[[], list[str]] = _ping_workers, ttl: float = WORKERS_TTL
+    ) -> None:
         self.ping, self.ttl = ping, ttl
         self.workers: list[str] | None = None
         self.at = 0.0
@@ -64,7 +67,7 @@ class WorkerCache:
             return self.workers or []
         if start:
             threading.Thread(target=self._refresh, daemon=True, name="labq-worker-ping").start()
-        return self.workers
+        return self.workers or []
 
 
 _workers = WorkerCache()
@@ -79,7 +82,7 @@ def _broker(url: str) -> redis.Redis:
 
 
 @router.get("/health", response_model=Health)
-def health(session: SessionDep, settings: SettingsDep, response: Response):
+def health(session: SessionDep, settings: SettingsDep, response: Response) -> Health:
     try:
         session.execute(text("SELECT 1"))
         database = "ok"

@@ -30,24 +30,25 @@ class PresetRun(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
-@router.get("")
-def list_():
+# response_model=None: FastAPI would otherwise turn the return annotation into a response model.
+@router.get("", response_model=None)
+def list_() -> list[dict[str, Any]]:
     """Every section of the lab: what it asks, its sweep, and the numbers the lab published."""
     return [p.public() for p in lab.presets().values()]
 
 
-@router.get("/{name}")
-def read(name: str):
+@router.get("/{name}", response_model=None)
+def read(name: str) -> dict[str, Any]:
     preset = lab.get(name)
     if preset is None:
         raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
     return preset.public()
 
 
-def _apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:
+def _apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set each override on a copy of the base and validate it; errors name `overrides.<path>`."""
     doc = copy.deepcopy(base)
-    problems = []
+    problems: list[dict[str, Any]] = []
     for path, value in overrides.items():
         try:
             set_path(doc, path, value)
@@ -80,12 +81,13 @@ def run(
     settings: SettingsDep,
     response: Response,
     body: PresetRun | None = None,
-):
+) -> SweepAccepted:
     preset = lab.get(name)
     if preset is None:
         raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
     if not preset.runnable:
         raise HTTPException(409, f"preset {name!r} is not a sweep: {preset.description}")
+    assert preset.base is not None  # a runnable preset has a base
     body = body or PresetRun()
     base = _apply_overrides(preset.base, body.overrides)
     spec = SweepSpec(

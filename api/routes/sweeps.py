@@ -3,7 +3,7 @@
 import csv
 import io
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,7 +36,7 @@ def queue_sweep(
     spec: SweepSpec,
     response: Response,
     preset: str | None = None,
-    loc_prefix: tuple = ("body",),
+    loc_prefix: tuple[int | str, ...] = ("body",),
 ) -> SweepAccepted:
     """Expand and check every child (paths, values, child cap, cost cap), store the sweep and all
     children in one transaction, commit, then enqueue. Any problem: 422, nothing stored."""
@@ -88,7 +88,9 @@ def _public(session: Session, sweep: Sweep) -> SweepPublic:
 
 
 @router.post("", status_code=202, response_model=SweepAccepted)
-def create(spec: SweepSpec, session: SessionDep, settings: SettingsDep, response: Response):
+def create(
+    spec: SweepSpec, session: SessionDep, settings: SettingsDep, response: Response
+) -> SweepAccepted:
     return queue_sweep(session, settings, spec, response)
 
 
@@ -99,7 +101,7 @@ def list_(
     preset: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-):
+) -> list[SweepSummary]:
     rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
     counts = db_sweeps.status_counts(session, [s.id for s in rows])
     response.headers["X-Total-Count"] = str(total)
@@ -107,13 +109,13 @@ def list_(
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
-def read(sweep: SweepDep, session: SessionDep):
+def read(sweep: SweepDep, session: SessionDep) -> SweepPublic:
     return _public(session, sweep)
 
 
-def mean_history(histories: list[list[dict]]) -> list[dict]:
+def mean_history(histories: list[list[dict[str, Any]]]) -> list[dict[str, float]]:
     """Per epoch, the mean validation accuracy and loss over the repeats that reached it."""
-    by_epoch: dict[int, list[dict]] = {}
+    by_epoch: dict[int, list[dict[str, Any]]] = {}
     for hist in histories:
         for row in hist:
             by_epoch.setdefault(row["epoch"], []).append(row)
@@ -132,9 +134,9 @@ def mean_history(histories: list[list[dict]]) -> list[dict]:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-def compare(sweep: SweepDep, session: SessionDep):
+def compare(sweep: SweepDep, session: SessionDep) -> Response:
     """Validation accuracy and loss per epoch of every configuration overlaid (mean of repeats)."""
-    groups: dict[str, tuple[str, list[list[dict]]]] = {}
+    groups: dict[str, tuple[str, list[list[dict[str, Any]]]]] = {}
     for exp in db_sweeps.children(session, sweep.id):
         hist = [
             {"epoch": h.epoch, "val_accuracy": h.val_accuracy, "val_loss": h.val_loss}
@@ -157,7 +159,7 @@ def compare(sweep: SweepDep, session: SessionDep):
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-def results_csv(sweep: SweepDep, session: SessionDep):
+def results_csv(sweep: SweepDep, session: SessionDep) -> Response:
     """One row per child: its configuration (one column per grid path), seed, status, metrics."""
     rows = _public(session, sweep).children
     paths = list(sweep.grid)
@@ -202,7 +204,7 @@ def results_csv(sweep: SweepDep, session: SessionDep):
 
 
 @router.post("/{sweep_id}/cancel", status_code=202, response_model=SweepPublic)
-def cancel(sweep: SweepDep, session: SessionDep):
+def cancel(sweep: SweepDep, session: SessionDep) -> SweepPublic:
     """Queued children are cancelled at once; running ones stop at their next epoch end."""
     db_sweeps.cancel_sweep(session, sweep.id)
     session.commit()
