@@ -147,6 +147,12 @@ def to_summary(exp: Experiment, queue_position: int | None = None) -> Experiment
 def create(
     spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, response: Response
 ) -> Accepted:
+    """Store the experiment and queue it: 202 with `Location`.
+
+    Rules beyond the schema (each a 422 naming the field): the whole job's estimated cost (6 FLOP
+    per weight per training image plus 2 per validation image, every epoch) must stay under
+    LABQ_MAX_JOB_FLOPS; a `validation.holdout` must be smaller than the training images in use
+    (`train_samples`, or 60,000)."""
     check_cost(spec, settings.max_job_flops)
     exp, warning = submit(session, spec)
     response.headers["Location"] = f"/experiments/{exp.id}"

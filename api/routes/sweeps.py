@@ -91,6 +91,11 @@ def _public(session: Session, sweep: Sweep) -> SweepPublic:
 def create(
     spec: SweepSpec, session: SessionDep, settings: SettingsDep, response: Response
 ) -> SweepAccepted:
+    """Store a sweep and every child, queued: 202 with `Location`.
+
+    Rules beyond the schema (each a 422 naming the field, and nothing stored): every grid path
+    must exist in the spec and every cell must be a valid experiment under the cost cap
+    (LABQ_MAX_JOB_FLOPS); configurations x repeats must stay under LABQ_MAX_SWEEP_CHILDREN."""
     return queue_sweep(session, settings, spec, response)
 
 

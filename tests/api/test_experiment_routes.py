@@ -148,3 +148,16 @@ def test_tokens_guard_writes_and_the_active_job_limit_is_429(make_client):
         assert client.post("/experiments", json=TINY, headers=alice).status_code == 202
     over = client.post("/experiments", json=TINY, headers=alice)
     assert over.status_code == 429 and count_rows(client) == 2
+
+
+def test_every_error_status_is_declared_and_405_names_every_method(client):
+    doc = client.get("/openapi.json").json()
+    get_one = doc["paths"]["/experiments/{experiment_id}"]["get"]["responses"]
+    assert {"404", "409", "422", "429"} <= set(get_one)
+    assert get_one["404"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+    post = doc["paths"]["/experiments"]["post"]["responses"]
+    assert {"400", "413", "415", "422"} <= set(post)
+    r = client.request("OPTIONS", "/experiments")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    r = client.delete("/experiments/1")
+    assert r.status_code == 405 and "GET" in r.headers["allow"]

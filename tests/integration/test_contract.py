@@ -1,0 +1,44 @@
+"""The OpenAPI document is the contract: schemathesis's own CLI, every check, against a live
+stack (real worker, Redis, SQLite). It generates valid and invalid requests for each operation,
+then sequences of them (stateful links), and fails on a server error, an undocumented status, a
+response that breaks its schema, a wrong Allow header, or a rule the schema does not state
+(see schemathesis.toml). Accepted jobs are kept tiny by a low cost cap."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.stack import ROOT, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_schemathesis_run_finds_no_contract_failure(tmp_path):
+    stack = Stack(tmp_path / "data", extra_env={"LABQ_MAX_JOB_FLOPS": "1e10"}).start()
+    try:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                f"{stack.url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                "5",
+                "--seed",
+                "1",
+                "--no-color",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        stack.stop()
+    report = out.stdout[-6000:] + out.stderr[-2000:]
+    assert out.returncode == 0, report
+    assert " passed" in out.stdout, report
