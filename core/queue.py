@@ -22,11 +22,22 @@ log = logging.getLogger("labq.queue")
 SENT_KEY = "labq:sent:{}"
 # A send to a broker that is down fails within about a second: the job stays queued in SQL.
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+# A send to a broker that is up but does not answer (stopped, swapping, stuck on its disk) gives
+# up after this many seconds per try, instead of holding the HTTP request forever.
+PUBLISH_SOCKET_TIMEOUT = 3
+
+# Redis delivers priority 0 first, then 3, 6, 9 (kombu's priority steps), oldest first within
+# one. New jobs go at NEW_PRIORITY; a job that was interrupted (its worker died or the stack was
+# stopped) is re-sent at RESUMED_PRIORITY, so it resumes before the jobs queued after it instead
+# of behind every one of them.
+RESUMED_PRIORITY = 0
+NEW_PRIORITY = 6
 
 
 def make_celery(producer_only: bool = False) -> Celery:
-    """The worker reconnects to a Redis that went away for as long as it takes; a producer
-    (the API) gives up at once, because it must answer its HTTP request."""
+    """The worker reconnects to a Redis that went away, or that refuses commands for a while
+    (MISCONF: it cannot write its append-only file), for as long as it takes; a producer (the
+    API) gives up at once, because it must answer its HTTP request."""
     settings = get_settings()
     if not producer_only and settings.visibility_timeout <= time_limits(None, settings)[1]:
         log.warning(
@@ -52,7 +63,8 @@ def make_celery(producer_only: bool = False) -> Celery:
         broker_connection_retry=True,
         broker_connection_max_retries=1 if producer_only else None,
         broker_connection_timeout=3,
-        broker_transport_options=_transport_options(settings),
+        broker_channel_error_retry=not producer_only,
+        broker_transport_options=_transport_options(settings, producer_only),
         task_publish_retry=True,
         task_publish_retry_policy=PUBLISH_RETRY,
         # The hard limit for a message sent without its job's cost; see time_limits().
@@ -61,16 +73,20 @@ def make_celery(producer_only: bool = False) -> Celery:
     return app
 
 
-def _transport_options(settings: Settings) -> dict[str, int]:
+def _transport_options(settings: Settings, producer_only: bool = False) -> dict[str, int]:
     """Redis redelivers an unacknowledged message after `visibility_timeout`; kombu sweeps for such
-    messages every interval x throttle seconds (100 s by default), sooner for short timeouts."""
+    messages every interval x throttle seconds (100 s by default), sooner for short timeouts.
+    A producer's commands time out (a consumer's blocking pop must not)."""
     vt = settings.visibility_timeout
-    return {
+    options = {
         "visibility_timeout": vt,
         "socket_connect_timeout": 3,
         "unacked_restore_interval": max(1, min(10, vt // 4)),
         "unacked_restore_throttle": 1 if vt < 600 else 10,
     }
+    if producer_only:
+        options["socket_timeout"] = PUBLISH_SOCKET_TIMEOUT
+    return options
 
 
 @lru_cache
@@ -99,9 +115,10 @@ def time_limits(flops: float | None, settings: Settings | None = None) -> tuple[
     return soft, int(soft * 1.1) + 30
 
 
-def enqueue(experiment_id: int, flops: float | None = None) -> None:
-    """Send one job, with its hard time limit from its estimated cost (the maximum when unknown).
-    Raises when the broker is down."""
+def enqueue(experiment_id: int, flops: float | None = None, resumed: bool = False) -> None:
+    """Send one job, with its hard time limit from its estimated cost (the maximum when unknown);
+    `resumed`: an interrupted job, sent ahead of the queued ones. Raises when the broker is down
+    or does not answer within PUBLISH_SOCKET_TIMEOUT (per try)."""
     settings = get_settings()
     _, hard = time_limits(flops, settings)
     producer().send_task(
@@ -109,6 +126,7 @@ def enqueue(experiment_id: int, flops: float | None = None) -> None:
         args=[experiment_id],
         queue=QUEUE,
         time_limit=hard,
+        priority=RESUMED_PRIORITY if resumed else NEW_PRIORITY,
         retry=True,
         retry_policy=PUBLISH_RETRY,
     )
@@ -116,6 +134,12 @@ def enqueue(experiment_id: int, flops: float | None = None) -> None:
         _redis().set(SENT_KEY.format(experiment_id), 1, ex=max(settings.visibility_timeout, 60))
     except redis.RedisError:
         pass  # without the marker the reaper may send it once more: harmless
+
+
+def queued_messages(client: redis.Redis) -> int:
+    """Messages waiting in labq's queue, over all its priority lists (for tests and tools)."""
+    keys = [QUEUE] + [f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)]
+    return sum(client.llen(k) for k in keys)
 
 
 def unsent(experiment_ids: list[int]) -> list[int]:

@@ -65,9 +65,17 @@ class Settings(BaseSettings):
     checkpoint_budget: float = Field(
         0.05, gt=0, le=1, validation_alias=AliasChoices("LABQ_CHECKPOINT_BUDGET")
     )
-    # Database writes of the worker are retried this long (seconds) before the job gives up.
+    # Database writes of the worker are retried this long (seconds); after that the worker lets
+    # the job's lease lapse, and the reaper requeues it.
     db_retry_seconds: float = Field(
         60.0, ge=0, validation_alias=AliasChoices("LABQ_DB_RETRY_SECONDS")
+    )
+    # A worker process that cannot start (no data, no device), or that ends this many jobs in a
+    # row without finishing an epoch (failed, or given back because its environment failed),
+    # stops taking jobs: it waits worker_pause_seconds, then exits, and Celery starts a new one.
+    breaker_failures: int = Field(3, ge=1, validation_alias=AliasChoices("LABQ_BREAKER_FAILURES"))
+    worker_pause_seconds: float = Field(
+        30.0, ge=0, validation_alias=AliasChoices("LABQ_WORKER_PAUSE_SECONDS")
     )
 
     # API access: tokens, limits per token, CORS.
@@ -80,6 +88,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("LABQ_CORS_ORIGINS")
     )
+    # A POST re-sent with the same Idempotency-Key within this many seconds gets the first answer.
+    idempotency_seconds: int = Field(
+        24 * 3600, ge=1, validation_alias=AliasChoices("LABQ_IDEMPOTENCY_SECONDS")
+    )
+    # Seconds a client is told to wait (Retry-After) when the database refuses a write.
+    db_retry_after: int = Field(5, ge=1, validation_alias=AliasChoices("LABQ_DB_RETRY_AFTER"))
 
     # SQLite: how long a write waits for a lock before failing (the worker then retries).
     sqlite_busy_ms: int = Field(30000, ge=0, validation_alias=AliasChoices("LABQ_SQLITE_BUSY_MS"))

@@ -96,7 +96,11 @@ class Experiment(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(200))
     device: Mapped[str | None] = mapped_column(String(100))
+    # The fencing number: it only ever grows (a retry keeps it), so a paused process of an old
+    # attempt can never match the live one. The attempt cap counts from `retry_base`, the value
+    # `attempt` had at the last retry.
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    retry_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -130,6 +134,33 @@ class Artifact(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The answer to a POST sent with an `Idempotency-Key` header, kept for a window, so a client
+    that re-sends the request (it never got the answer) gets the same answer, not a second job.
+    Keys are scoped to the token that sent them (`owner`, 0 without a token) and the path."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("owner", "path", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(255))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class HealthProbe(Base):
+    """One row that `/health` rewrites, to find out whether the database takes writes."""
+
+    __tablename__ = "health_probe"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Token(Base):

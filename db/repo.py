@@ -6,7 +6,7 @@ Writes that a redelivered or resumed task may repeat are idempotent: epochs are 
 
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -153,11 +153,23 @@ def request_cancel(session: Session, experiment_id: int) -> str | None:
 # --- worker side -------------------------------------------------------------------------------
 
 
-def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int) -> int | None:
-    """Atomically take a queued job, or a running one whose lease expired. Returns the attempt
-    number, or None when the job is not ours to run (finished, cancelled, or leased elsewhere)."""
+class Claim(NamedTuple):
+    attempt: int  # the fencing number every later write of this run is checked against
+    retry_base: int  # `attempt` at the last retry: attempt - retry_base runs since then
+
+    @property
+    def first(self) -> bool:
+        """The first run since the job was submitted or retried (nothing to resume)."""
+        return self.attempt == self.retry_base + 1
+
+
+def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int) -> Claim | None:
+    """Atomically take a queued job, or a running one whose lease expired. Returns the new
+    attempt number (read back in the same statement, so a concurrent claim can never hand two
+    runs the same number), or None when the job is not ours to run (finished, cancelled, or
+    leased elsewhere)."""
     now = utcnow()
-    result = session.execute(
+    row = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id)
         .where(
@@ -171,11 +183,44 @@ def claim(session: Session, experiment_id: int, worker: str, lease_seconds: int)
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=func.coalesce(Experiment.started_at, now),
         )
-    )
+        .returning(Experiment.attempt, Experiment.retry_base)
+    ).one_or_none()
     session.commit()
-    if rowcount(result) != 1:
+    return Claim(*row) if row is not None else None
+
+
+def release(session: Session, experiment_id: int, attempt: int, reason: str) -> str | None:
+    """Give a job back to the queue without counting it as the job's failure: our worker's
+    environment (data, device, disk) failed, not the job. The attempt still counts towards the
+    cap, so a job that every worker gives back ends `failed` with `reason`. Returns the status
+    after the call (None when the lease was no longer ours: nothing is changed then)."""
+    exp = session.scalar(
+        select(Experiment).where(
+            Experiment.id == experiment_id,
+            Experiment.attempt == attempt,
+            Experiment.status == RUNNING,
+        )
+    )
+    if exp is None:
         return None
-    return session.scalar(select(Experiment.attempt).where(Experiment.id == experiment_id))
+    if exp.cancel_requested:  # the user wants it stopped: it must not run again
+        finish(session, experiment_id, CANCELLED)
+        return CANCELLED
+    if exp.attempt - exp.retry_base >= get_settings().max_attempts:
+        finish(
+            session,
+            experiment_id,
+            FAILED,
+            error=f"given back by {exp.attempt - exp.retry_base} workers whose environment "
+            f"failed (attempt cap {get_settings().max_attempts}); last: {reason}"[:2000],
+        )
+        return FAILED
+    session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.attempt == attempt)
+        .values(status=QUEUED, worker=None, lease_expires_at=None)
+    )
+    return QUEUED
 
 
 def renew_lease(session: Session, experiment_id: int, attempt: int, lease_seconds: int) -> bool:
@@ -264,8 +309,10 @@ RETRYABLE = (FAILED, CANCELLED)
 
 def retry(session: Session, experiment_id: int) -> bool:
     """Queue a failed or cancelled job again, from scratch: its epochs, artifacts, results and
-    error are cleared and its attempt count starts over (so the attempt cap applies afresh).
-    False when the job is in another status (nothing is changed then)."""
+    error are cleared. Its attempt number is kept (the next run is attempt + 1: a process of an
+    old attempt that wakes up later can never pass for the new run), and the attempt cap counts
+    afresh from here (`retry_base`). False when the job is in another status (nothing is changed
+    then)."""
     result = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id, Experiment.status.in_(RETRYABLE))
@@ -290,7 +337,7 @@ def retry(session: Session, experiment_id: int) -> bool:
             cancel_requested=False,
             worker=None,
             device=None,
-            attempt=0,
+            retry_base=Experiment.attempt,
             lease_expires_at=None,
         )
     )

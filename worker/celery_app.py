@@ -24,9 +24,16 @@ _stop = threading.Event()
 
 @worker_process_init.connect
 def _child_init(**_):
+    """A child that cannot train must not take jobs: it exits (after a pause, so a lasting fault
+    does not spin) and Celery starts another, instead of failing every job it is given."""
     from worker import runtime
+    from worker.breaker import stop_taking_jobs
 
-    runtime.warm_up()
+    try:
+        runtime.warm_up()
+    except runtime.WorkerEnvironmentError as exc:
+        log.exception("worker process start failed")
+        stop_taking_jobs(str(exc))
 
 
 def _reaper_loop() -> None:

@@ -6,8 +6,14 @@ every write after the claim is checked against our attempt number, so a copy of 
 its lease stops writing. An attempt that takes over a job whose worker died resumes from the
 checkpoint of the last finished epoch. Database writes are retried with backoff (db_retry_seconds),
 so a database that is locked or away for a few seconds does not leave the job stuck.
+
+A failure of the worker's environment (no data or device, a disk that refuses writes, a database
+away for longer than that) is not the job's failure: the job goes back to the queue, or, when the
+database is what failed, its lease lapses and the reaper requeues it. A process that ends job
+after job without training an epoch stops taking jobs (worker.breaker).
 """
 
+import contextlib
 import io
 import logging
 import os
@@ -27,14 +33,16 @@ from tenacity import (
     wait_exponential,
 )
 
-from core.constants import CANCELLED, FAILED, SUCCEEDED
-from core.queue import mark_consumed, time_limits
+from core.constants import CANCELLED, FAILED, QUEUED, SUCCEEDED
+from core.queue import enqueue, mark_consumed, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
 from db import repo
 from db.session import session_scope
 from worker import checkpoint as ckpt
 from worker import testhooks
+from worker.breaker import Breaker, stop_taking_jobs
+from worker.runtime import WorkerEnvironmentError
 
 log = logging.getLogger("labq.job")
 
@@ -47,6 +55,18 @@ def worker_name() -> str:
 
 class LeaseLost(Exception):
     """Another attempt took the job over; this copy must stop writing."""
+
+
+def _fenced(session, experiment_id: int, attempt: int) -> None:
+    """Every write of a run goes through here first, in the same transaction: the job must still
+    be running under our attempt number (which no later run can have, see repo.claim/retry)."""
+    if not repo.renew_lease(session, experiment_id, attempt, get_settings().lease_seconds):
+        raise LeaseLost()
+
+
+def _update_if_ours(session, experiment_id: int, attempt: int, **values) -> None:
+    _fenced(session, experiment_id, attempt)
+    repo.update_experiment(session, experiment_id, **values)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -83,6 +103,7 @@ class _LeaseKeeper(threading.Thread):
         self.lost = threading.Event()
         self.cancel = threading.Event()
         self.deadline: float | None = None  # time.monotonic() at which the job's time is up
+        self.epochs = 0  # epochs this run recorded
 
     def run(self):
         experiment_id, attempt, lease_seconds = self.args
@@ -110,27 +131,49 @@ class _LeaseKeeper(threading.Thread):
         return self.cancel.is_set() or self.lost.is_set() or self.timed_out
 
 
+_breaker: Breaker | None = None
+
+
 def run_job(experiment_id: int) -> str:
+    global _breaker
+    _breaker = _breaker or Breaker()
+    outcome, keeper = _run(experiment_id)
+    if outcome in ("skipped", "lease-lost"):
+        return outcome
+    strike = outcome in ("failed", "requeued", "abandoned") and keeper.epochs == 0
+    if _breaker.record(strike):
+        stop_taking_jobs(
+            f"{_breaker.strikes} jobs in a row ended without finishing an epoch "
+            f"(the last: experiment {experiment_id}, {outcome})"
+        )
+    return outcome
+
+
+def _run(experiment_id: int) -> tuple[str, "_LeaseKeeper | None"]:
     settings = get_settings()
-    attempt = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
-    if attempt is None:
+    claimed = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
+    if claimed is None:
         log.info(
             "experiment %s is not claimable (finished, cancelled or leased); skipping",
             experiment_id,
         )
-        return "skipped"
+        return "skipped", None
     mark_consumed(experiment_id)
+    attempt = claimed.attempt
 
     keeper = _LeaseKeeper(
         experiment_id, attempt, settings.lease_seconds, settings.cancel_poll_seconds
     )
     keeper.start()
     try:
-        return _train(experiment_id, attempt, keeper)
+        return _train(experiment_id, claimed, keeper), keeper
     except LeaseLost:
         log.warning("experiment %s attempt %s lost its lease; stopping", experiment_id, attempt)
-        return "lease-lost"
-    except Exception as exc:  # a failing job records why and leaves the worker healthy
+        return "lease-lost", keeper
+    except Exception as exc:
+        if environment_failure(exc):
+            return _give_back(experiment_id, attempt, exc), keeper
+        # A failing job records why and leaves the worker healthy.
         log.exception("experiment %s failed", experiment_id)
         error = f"{type(exc).__name__}: {exc}"[:2000]
         summary = "".join(traceback.format_exception(exc)[-6:])
@@ -143,18 +186,57 @@ def run_job(experiment_id: int) -> str:
                 error=error,
                 traceback=summary[-8000:],
             )
+        except LeaseLost:
+            return "lease-lost", keeper
         except Exception:
             # The lease runs out and the reaper sends the job again: it is not stuck.
             log.exception("experiment %s: could not record the failure", experiment_id)
-        return "failed"
+        return "failed", keeper
     finally:
         keeper.stopped.set()
         _clear_session()
 
 
+def environment_failure(exc: BaseException) -> bool:
+    """A failure of this worker's environment, not of the job: no data or device, a disk that
+    refuses writes, a database that stayed away longer than db_retry_seconds."""
+    return isinstance(exc, WorkerEnvironmentError | OSError) or _transient(exc)
+
+
+def _give_back(experiment_id: int, attempt: int, exc: BaseException) -> str:
+    """Put the job back on the queue instead of failing it. When the database itself is what
+    failed, write nothing: the lease lapses and the reaper requeues the job."""
+    reason = f"{type(exc).__name__}: {exc}"[:1000]
+    if _transient(exc):
+        log.error(
+            "experiment %s attempt %s: the database refused writes for %s s (%s); leaving the "
+            "job to be requeued when its lease lapses",
+            experiment_id,
+            attempt,
+            get_settings().db_retry_seconds,
+            reason,
+        )
+        return "abandoned"
+    log.error(
+        "experiment %s attempt %s: this worker's environment failed (%s); giving the job back",
+        experiment_id,
+        attempt,
+        reason,
+    )
+    try:
+        status = db_write(repo.release, experiment_id, attempt, reason)
+    except Exception:
+        log.exception("experiment %s: could not give the job back; its lease will lapse")
+        return "abandoned"
+    if status == QUEUED:
+        with contextlib.suppress(Exception):  # else the reaper sends it: it is queued in SQL
+            enqueue(experiment_id, resumed=True)
+        return "requeued"
+    return {None: "lease-lost", FAILED: "failed"}.get(status, status)
+
+
 def _finish_if_ours(session, experiment_id: int, attempt: int, status: str, **values) -> None:
-    if not repo.renew_lease(session, experiment_id, attempt, get_settings().lease_seconds):
-        raise LeaseLost()
+    _fenced(session, experiment_id, attempt)
     repo.finish(session, experiment_id, status, **values)
 
 
@@ -188,8 +270,7 @@ class _CheckpointPacer:
 
 
 def _truncate_if_ours(session, experiment_id: int, attempt: int, after_epoch: int) -> None:
-    if not repo.renew_lease(session, experiment_id, attempt, get_settings().lease_seconds):
-        raise LeaseLost()
+    _fenced(session, experiment_id, attempt)
     repo.truncate_history(session, experiment_id, after_epoch)
 
 
@@ -198,9 +279,11 @@ def _load_checkpoint(session, experiment_id: int):
     return art.data if art is not None else None
 
 
-def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
+def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str:
     from worker import runtime
     from worker.engine.train import train
+
+    attempt = claimed.attempt
 
     raw = db_write(lambda s: repo.get(s, experiment_id).spec)
     try:
@@ -212,7 +295,7 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
         return "failed"
 
     resume = None
-    saved = db_write(_load_checkpoint, experiment_id) if attempt > 1 else None
+    saved = None if claimed.first else db_write(_load_checkpoint, experiment_id)
     if saved is not None:
         try:
             resume = ckpt.loads(saved)
@@ -227,7 +310,7 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
                 "experiment %s: unreadable checkpoint (%s); starting over", experiment_id, exc
             )
 
-    if attempt > 1:
+    if not claimed.first:
         db_write(_truncate_if_ours, experiment_id, attempt, resume.epoch if resume else 0)
 
     settings = get_settings()
@@ -241,8 +324,9 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
 
     def on_built(result) -> None:
         db_write(
-            repo.update_experiment,
+            _update_if_ours,
             experiment_id,
+            attempt,
             layers=result.layers,
             params=result.params,
             build_seconds=result.build_seconds,
@@ -253,8 +337,7 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
         saver.offer(model, epochs)
 
     def write_epoch(session, report) -> bool:
-        if not repo.renew_lease(session, experiment_id, attempt, settings.lease_seconds):
-            raise LeaseLost()
+        _fenced(session, experiment_id, attempt)
         repo.record_epoch(
             session,
             experiment_id,
@@ -285,6 +368,7 @@ def _train(experiment_id: int, attempt: int, keeper: _LeaseKeeper) -> str:
             raise LeaseLost()
         t0 = time.perf_counter()
         cancel = db_write(write_epoch, report)
+        keeper.epochs += 1
         if saver.pending is not None:
             saver.written(time.perf_counter() - t0)
         return cancel

@@ -4,7 +4,9 @@ worker stopped renewing its lease. A job that keeps losing its worker fails afte
 Every worker runs a pass every lease/4 seconds, and one at start (`requeue_queued=True`). A job is
 re-sent only when no message for it is known to be in the broker (core.queue.unsent), so passes do
 not flood the queue with copies; a worker start re-sends every queued job once, because a message
-prefetched by a worker that died sits invisible in Redis until its visibility timeout.
+prefetched by a worker that died sits invisible in Redis until its visibility timeout. A job whose
+lease expired was interrupted: it is sent at the resumed priority (core.queue.RESUMED_PRIORITY),
+ahead of the jobs queued after it, so it keeps its place.
 """
 
 import logging
@@ -34,17 +36,18 @@ def reap(requeue_queued: bool = False) -> list[int]:
         _expire_dead_local(session)
         for exp_id in repo.expired_leases(session):
             exp = repo.get(session, exp_id)
-            if exp.attempt >= settings.max_attempts:
+            lost = exp.attempt - exp.retry_base  # attempts since the job was submitted or retried
+            if lost >= settings.max_attempts:
                 repo.finish(
                     session,
                     exp_id,
                     FAILED,
                     error=(
-                        f"worker lost {exp.attempt} times (attempt cap {settings.max_attempts}); "
+                        f"worker lost {lost} times (attempt cap {settings.max_attempts}); "
                         "the job may be killing its worker (out of memory?)"
                     ),
                 )
-                log.warning("experiment %s failed after %s lost attempts", exp_id, exp.attempt)
+                log.warning("experiment %s failed after %s lost attempts", exp_id, lost)
             else:
                 candidates.append(exp_id)
         if requeue_queued:
@@ -53,14 +56,18 @@ def reap(requeue_queued: bool = False) -> list[int]:
             queued = repo.queued_ids(session, older_than=QUEUED_GRACE_SECONDS)
         queued = [i for i in queued if i not in candidates]
     try:  # the database part above is committed even when Redis is away
-        requeue = unsent(candidates) + queued if requeue_queued else unsent(candidates + queued)
+        resumed = unsent(candidates)
+        fresh = queued if requeue_queued else unsent(queued)
     except redis.RedisError as exc:
         log.warning("broker unavailable, nothing re-sent this pass: %s", exc)
         return []
+    requeue = resumed + fresh
     with session_scope() as session:
         flops = {i: _flops(repo.get(session, i).spec) for i in requeue}
+    # Interrupted jobs first and ahead of the queue (they keep their place); then the queued ones,
+    # oldest first.
     for exp_id in requeue:
-        enqueue(exp_id, flops[exp_id])
+        enqueue(exp_id, flops[exp_id], resumed=exp_id in resumed)
     if requeue:
         log.info("re-sent %d job(s) to the broker: %s", len(requeue), requeue)
     return requeue

