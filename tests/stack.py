@@ -49,9 +49,10 @@ class Stack(LiveStack):
         raise TimeoutError(f"experiment {exp_id} stuck at {self.get(exp_id)}\n{self.logs()}")
 
     # --- the worker's hold hook (worker/testhooks.py, LABQ_TEST_HOLD_IN_EPOCH) -----------------
-    def held(self, exp_id: int, timeout: float = 300) -> int:
-        """Wait until the worker holds `exp_id` inside the hook's epoch; return the worker's pid."""
-        held, _ = hold_paths(self.data_dir, exp_id)
+    def held(self, exp_id: int, timeout: float = 300, n: int = 1) -> int:
+        """Wait until the worker holds `exp_id` inside the hook's epoch (its n-th hold, when the
+        hook names the job n times); return the worker's pid."""
+        held, _ = hold_paths(self.data_dir, exp_id, n)
         deadline = time.monotonic() + timeout
         while not (held.exists() and held.read_text().strip()):
             if time.monotonic() > deadline:
@@ -61,8 +62,8 @@ class Stack(LiveStack):
             time.sleep(0.05)
         return int(held.read_text())
 
-    def release(self, exp_id: int) -> None:
-        _, release = hold_paths(self.data_dir, exp_id)
+    def release(self, exp_id: int, n: int = 1) -> None:
+        _, release = hold_paths(self.data_dir, exp_id, n)
         release.parent.mkdir(parents=True, exist_ok=True)
         release.touch()
 

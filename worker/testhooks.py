@@ -10,6 +10,10 @@ comma-separated list names several):
   its pid, then waits until `<experiment id>.release` exists or a stop is requested (cancel, lease
   lost, time limit). It holds once per experiment: another attempt of the same job passes.
   A test thus finds the job at a known point, whatever the machine's speed.
+  Naming a job n times holds it n times, one run each: the k-th hold (k >= 2) comes in the k-th
+  listed epoch, in a run that has not held yet, with markers `<experiment id>.<k>.held` and
+  `.<k>.release` (e.g. "fenced:3,fenced:3": the first run held in epoch 3, then the run that
+  takes the job over held in epoch 3 too).
 
 `for_job` returns `Hooks` that wrap the job's epoch callback and stop check; with no variable
 set, the wrappers return the callbacks unchanged.
@@ -29,18 +33,25 @@ HOLD_ENV = "LABQ_TEST_HOLD_IN_EPOCH"
 HOLD_POLL_SECONDS = 0.05
 
 
-def _target_epoch(env: str, name: str) -> int | None:
+def _target_epochs(env: str, name: str) -> list[int]:
+    epochs = []
     for item in os.environ.get(env, "").split(","):
         target, _, epoch = item.strip().rpartition(":")
         if target and target == name and epoch.isdigit():
-            return int(epoch)
-    return None
+            epochs.append(int(epoch))
+    return epochs
 
 
-def hold_paths(data_dir: Path, experiment_id: int) -> tuple[Path, Path]:
-    """(held, release) marker files of one experiment."""
+def _target_epoch(env: str, name: str) -> int | None:
+    epochs = _target_epochs(env, name)
+    return epochs[0] if epochs else None
+
+
+def hold_paths(data_dir: Path, experiment_id: int, n: int = 1) -> tuple[Path, Path]:
+    """(held, release) marker files of the n-th hold of one experiment."""
     d = data_dir / "holds"
-    return d / f"{experiment_id}.held", d / f"{experiment_id}.release"
+    stem = f"{experiment_id}" if n == 1 else f"{experiment_id}.{n}"
+    return d / f"{stem}.held", d / f"{stem}.release"
 
 
 class Hooks:
@@ -48,7 +59,9 @@ class Hooks:
         self.experiment_id = experiment_id
         self.data_dir = data_dir
         self.crash_epoch = _target_epoch(CRASH_ENV, name)
-        self.hold_epoch = _target_epoch(HOLD_ENV, name)
+        self.hold_epochs = _target_epochs(HOLD_ENV, name)
+        self.hold_epoch = self.hold_epochs[0] if self.hold_epochs else None
+        self.held = False  # this run held once already
         self.epoch = first_epoch  # the epoch being trained
 
     def on_epoch(self, fn: Callable) -> Callable:
@@ -69,24 +82,36 @@ class Hooks:
             return fn
 
         def wrapped() -> bool:
-            if self.epoch == self.hold_epoch:
-                self._hold(fn)
+            for n, epoch in enumerate(self.hold_epochs, start=1):
+                if self.held:
+                    break
+                if self.epoch == epoch:
+                    self.held = self._hold(fn, n)
             return fn()
 
         return wrapped
 
-    def _hold(self, stop: Callable[[], bool]) -> None:
-        held, release = hold_paths(self.data_dir, self.experiment_id)
+    def _hold(self, stop: Callable[[], bool], n: int) -> bool:
+        """Hold here as the n-th hold of the experiment; False when that hold was taken already
+        (by an earlier attempt)."""
+        held, release = hold_paths(self.data_dir, self.experiment_id, n)
         held.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(held, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
-            return  # held once already (an earlier attempt)
+            return False
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
-        log.warning("%s: experiment %s held in epoch %s", HOLD_ENV, self.experiment_id, self.epoch)
+        log.warning(
+            "%s: experiment %s held in epoch %s (hold %s)",
+            HOLD_ENV,
+            self.experiment_id,
+            self.epoch,
+            n,
+        )
         while not release.exists() and not stop():
             time.sleep(HOLD_POLL_SECONDS)
+        return True
 
 
 def for_job(name: str, experiment_id: int, data_dir: Path, first_epoch: int = 1) -> Hooks:

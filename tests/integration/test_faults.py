@@ -175,13 +175,16 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     assert httpx.post(f"{faulty.url}/experiments/999999/retry").status_code == 404
     # Cancel it (queued or running), then retry.
     httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel")
-    assert faulty.wait(exp_id)["status"] == "cancelled"
+    cancelled = faulty.wait(exp_id)
+    assert cancelled["status"] == "cancelled"
     r = httpx.post(f"{faulty.url}/experiments/{exp_id}/retry")
     assert r.status_code == 202 and r.json()["status"] == "queued"
     assert r.json()["epochs_done"] == 0 and not r.json()["cancel_requested"]
     done = faulty.wait(exp_id)
-    assert done["status"] == "succeeded" and done["attempt"] == 1
-    assert faulty.epoch_attempts(exp_id) == [(1, 1), (2, 1)]
+    # The attempt number goes on from where it was (0 if cancelled while queued): never reused.
+    attempt = cancelled["attempt"] + 1
+    assert done["status"] == "succeeded" and done["attempt"] == attempt
+    assert faulty.epoch_attempts(exp_id) == [(1, attempt), (2, attempt)]
     assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
 
 

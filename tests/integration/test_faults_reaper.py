@@ -11,7 +11,8 @@ import redis
 from sqlalchemy import update
 
 from cli.stack import redis_server_binary
-from core.constants import FAILED, QUEUE, QUEUED, RUNNING
+from core.constants import FAILED, QUEUED, RUNNING
+from core.queue import queued_messages
 from core.spec import ExperimentSpec
 from tests.stack import free_port
 
@@ -98,13 +99,13 @@ def test_lost_queued_job_is_resent_once_per_loss(env):
     lost = make_job()
     fresh = make_job(age=0)  # just submitted: the API is sending it
     assert reap() == [lost]
-    assert env.llen(QUEUE) == 1
+    assert queued_messages(env) == 1
     for _ in range(3):  # later passes see the message is in the broker: no copies
         assert reap() == []
-    assert env.llen(QUEUE) == 1
+    assert queued_messages(env) == 1
     env.flushall()  # the broker loses everything (a Redis without persistence restarts)
     assert reap() == [lost]
-    assert env.llen(QUEUE) == 1
+    assert queued_messages(env) == 1
     # A worker start re-sends every queued job once, fresh or not.
     assert sorted(reap(requeue_queued=True)) == sorted([lost, fresh])
 

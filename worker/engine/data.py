@@ -124,7 +124,9 @@ def write_cache(data: Mnist, cached: Path) -> bool:
         os.replace(tmp, cached)
         return True
     except OSError as exc:
-        log.warning("could not write the MNIST cache %s (%s); using the data from memory", cached, exc)
+        log.warning(
+            "could not write the MNIST cache %s (%s); using the data from memory", cached, exc
+        )
         return False
     finally:
         if tmp is not None and os.path.exists(tmp):
