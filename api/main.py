@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import auth, contract, errors
+from api import auth, contract, errors, idempotency
 from api.dashboard import pages as dashboard
 from api.middleware import LimitBody, LimitInflight
 from api.routes import events, experiments, health, presets, sweeps
@@ -31,6 +31,7 @@ def create_app() -> FastAPI:
         description="A job queue for Keras experiments on MNIST.",
     )
     errors.install(app)
+    app.add_exception_handler(idempotency.Replay, idempotency.replay_handler)
     auth.install(app, settings)
 
     app.add_middleware(LimitInflight, limit=settings.max_inflight_requests)

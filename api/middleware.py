@@ -7,6 +7,8 @@
   threads every thread can end up waiting for a connection held by a request waiting for a
   thread. Keeping in-flight requests below the pool size rules that out. Event streams are
   long-lived and poll on their own, so they are not counted.
+  Writes, reads and `/health` have slots of their own: writes that hang (a broker that does not
+  answer holds a submission for its socket timeout) never keep a read or a health check waiting.
 """
 
 import anyio
@@ -55,13 +57,27 @@ class LimitBody:
         await self.app(scope, replay, send)
 
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+HEALTH_SLOTS = 4
+
+
 class LimitInflight:
-    def __init__(self, app: ASGIApp, limit: int):
+    """`limit` reads, half as many writes (at least one) and HEALTH_SLOTS health checks at once."""
+
+    def __init__(self, app: ASGIApp, limit: int, write_limit: int | None = None):
         self.app = app
-        self.slots = anyio.Semaphore(limit)
+        self.reads = anyio.Semaphore(limit)
+        self.writes = anyio.Semaphore(write_limit or max(1, limit // 2))
+        self.health = anyio.Semaphore(HEALTH_SLOTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].endswith("/events"):
             return await self.app(scope, receive, send)
-        async with self.slots:
+        if scope["path"] == "/health":
+            slots = self.health
+        elif scope["method"] in WRITE_METHODS:
+            slots = self.writes
+        else:
+            slots = self.reads
+        async with slots:
             await self.app(scope, receive, send)

@@ -37,9 +37,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    # Room for the API's in-flight requests (LABQ_MAX_INFLIGHT_REQUESTS, see api/middleware.py)
-    # plus its event streams; PostgreSQL's default max_connections is 100.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    # Room for the API's in-flight requests (LABQ_MAX_INFLIGHT_REQUESTS reads, half as many writes
+    # and 4 health checks, see api/middleware.py) plus its event streams; PostgreSQL's default
+    # max_connections is 100.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=50)
 
 
 @lru_cache

@@ -8,11 +8,14 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import idempotency
 from api.deps import MAX_ID, ExperimentDep, IdPath, SessionDep, SettingsDep, get_experiment
+from api.idempotency import Idempotency, IdempotencyDep
 from api.schemas import (
     Accepted,
     EpochPublic,
@@ -44,12 +47,21 @@ def check_cost(
         raise RequestValidationError([{"loc": loc, "msg": err, "type": "cost_cap"}])
 
 
-def submit(session: Session, spec: ExperimentSpec, **kw: Any) -> tuple[Experiment, str | None]:
+def submit(
+    session: Session, spec: ExperimentSpec, idem: Idempotency | None = None, **kw: Any
+) -> tuple[Experiment, str | None]:
     """Store, commit, then enqueue. A broker that is down leaves the job queued in SQL; it is
-    re-sent when a worker (or `labq up`) starts, so the submission is never lost."""
+    re-sent when a worker (or `labq up`) starts, so the submission is never lost. With an
+    Idempotency-Key, the key and its answer are stored in the same transaction as the job."""
+    idempotency.reserve(session, idem)
     exp = repo.create_experiment(session, spec, **kw)
+    idempotency.remember(session, idem, 202, accepted(exp), f"/experiments/{exp.id}")
     session.commit()
     return exp, enqueue_stored([exp.id])
+
+
+def accepted(exp: Experiment, warning: str | None = None) -> Accepted:
+    return Accepted(id=exp.id, status=exp.status, url=f"/experiments/{exp.id}", warning=warning)
 
 
 def enqueue_stored(ids: list[int]) -> str | None:
@@ -143,20 +155,27 @@ def to_summary(exp: Experiment, queue_position: int | None = None) -> Experiment
     )
 
 
-@router.post("", status_code=202, response_model=Accepted)
+@router.post("", status_code=202, response_model=Accepted, responses=idempotency.RESPONSES)
 def create(
-    spec: ExperimentSpec, session: SessionDep, settings: SettingsDep, response: Response
-) -> Accepted:
+    spec: ExperimentSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> Accepted | JSONResponse:
     """Store the experiment and queue it: 202 with `Location`.
 
     Rules beyond the schema (each a 422 naming the field): the whole job's estimated cost (6 FLOP
     per weight per training image plus 2 per validation image, every epoch) must stay under
     LABQ_MAX_JOB_FLOPS; a `validation.holdout` must be smaller than the training images in use
-    (`train_samples`, or 60,000)."""
+    (`train_samples`, or 60,000). With an `Idempotency-Key`, a re-send of the same body gets the
+    first answer and stores nothing; the same key with another body is a 422 naming the header."""
     check_cost(spec, settings.max_job_flops)
-    exp, warning = submit(session, spec)
+    if (first := idempotency.replay(session, idem)) is not None:
+        return first
+    exp, warning = submit(session, spec, idem)
     response.headers["Location"] = f"/experiments/{exp.id}"
-    return Accepted(id=exp.id, status=exp.status, url=f"/experiments/{exp.id}", warning=warning)
+    return accepted(exp, warning)
 
 
 # The two most polled routes are async and do all their database work in one worker thread:

@@ -1,4 +1,5 @@
-"""/health: is the database reachable, is the broker, which workers answer.
+"""/health: does the database take a write, does the broker answer and can it persist what it is
+given (its append-only file and snapshots write), which workers answer. 503 when a part is down.
 
 Asking the workers (a Celery broadcast ping) always waits its whole timeout, because nobody knows
 how many workers will answer. So the list is cached: a request older than `WORKERS_TTL` seconds
@@ -7,18 +8,20 @@ waits for a ping. /health therefore answers in milliseconds, and a worker that s
 shows up within about TTL + the ping timeout.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 import redis
 from fastapi import APIRouter, Response
-from sqlalchemy import text
 
 from api.deps import SessionDep, SettingsDep
 from api.schemas import Health
 from core.queue import producer
+from db.health import probe_write
 
+log = logging.getLogger("labq.api")
 router = APIRouter(tags=["health"])
 
 WORKERS_TTL = 2.0
@@ -81,18 +84,38 @@ def _broker(url: str) -> redis.Redis:
     return client
 
 
+# Redis answers but refuses writes (MISCONF) when one of these is not "ok".
+PERSISTENCE = ("aof_last_write_status", "rdb_last_bgsave_status")
+
+
+def _reason(part: str, exc: Exception) -> str:
+    """The error's type only: /health is open to anyone, the details (hosts, paths) go to the log."""
+    log.warning("health: %s failed: %s", part, str(getattr(exc, "orig", exc)).strip()[:500])
+    return f"error: {type(exc).__name__}"
+
+
+def _database(session) -> str:
+    try:
+        probe_write(session)
+        return "ok"
+    except Exception as exc:
+        session.rollback()
+        return _reason("database write", exc)
+
+
+def _broker_status(url: str) -> str:
+    try:
+        info = _broker(url).info("persistence")
+    except Exception as exc:
+        return _reason("broker", exc)
+    failing = [f"{k}={info[k]}" for k in PERSISTENCE if info.get(k, "ok") != "ok"]
+    return f"error: cannot persist ({', '.join(failing)})" if failing else "ok"
+
+
 @router.get("/health", response_model=Health)
 def health(session: SessionDep, settings: SettingsDep, response: Response) -> Health:
-    try:
-        session.execute(text("SELECT 1"))
-        database = "ok"
-    except Exception as exc:
-        database = f"error: {type(exc).__name__}"
-    try:
-        _broker(settings.broker_url).ping()
-        broker = "ok"
-    except Exception as exc:
-        broker = f"error: {type(exc).__name__}"
+    database = _database(session)
+    broker = _broker_status(settings.broker_url)
     workers = _workers.get() if broker == "ok" else []
     ok = database == "ok" and broker == "ok"
     response.status_code = 200 if ok else 503

@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import SessionDep, SettingsDep
+from api.idempotency import IdempotencyDep
 from api.routes.sweeps import queue_sweep
 from api.sweep_schemas import SweepAccepted
 from core.spec import ExperimentSpec
@@ -80,6 +81,7 @@ def run(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
+    idem: IdempotencyDep,
     body: PresetRun | None = None,
 ) -> SweepAccepted:
     preset = lab.get(name)
@@ -93,4 +95,4 @@ def run(
     spec = SweepSpec(
         name=body.name or preset.name, base=base, grid=preset.grid, repeats=body.repeats
     )
-    return queue_sweep(session, settings, spec, response, preset=preset.name)
+    return queue_sweep(session, settings, spec, response, preset=preset.name, idem=idem)

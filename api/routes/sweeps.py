@@ -7,9 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api import idempotency
 from api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
+from api.idempotency import Idempotency, IdempotencyDep
 from api.routes.experiments import enqueue_stored
 from api.sweep_schemas import (
     METRICS,
@@ -37,9 +40,11 @@ def queue_sweep(
     response: Response,
     preset: str | None = None,
     loc_prefix: tuple[int | str, ...] = ("body",),
-) -> SweepAccepted:
+    idem: Idempotency | None = None,
+) -> SweepAccepted | JSONResponse:
     """Expand and check every child (paths, values, child cap, cost cap), store the sweep and all
-    children in one transaction, commit, then enqueue. Any problem: 422, nothing stored."""
+    children in one transaction, commit, then enqueue. Any problem: 422, nothing stored. With an
+    Idempotency-Key seen before: the first answer, nothing stored."""
     try:
         children = expand(spec, settings.max_sweep_children, settings.max_job_flops)
     except SweepError as exc:
@@ -49,6 +54,9 @@ def queue_sweep(
                 for p in exc.problems
             ]
         ) from None
+    if (first := idempotency.replay(session, idem)) is not None:
+        return first
+    idempotency.reserve(session, idem)
     base = {**spec.base, "seed": children[0].spec.seed}  # the seed repeats count from
     sweep, exps = db_sweeps.create_sweep(
         session,
@@ -59,16 +67,14 @@ def queue_sweep(
         preset=preset,
         children=[(c.spec, c.config_key) for c in children],
     )
-    session.commit()
-    warning = enqueue_stored([e.id for e in exps])
-    response.headers["Location"] = f"/sweeps/{sweep.id}"
-    return SweepAccepted(
-        id=sweep.id,
-        status="queued",
-        children=[e.id for e in exps],
-        url=f"/sweeps/{sweep.id}",
-        warning=warning,
+    answer = SweepAccepted(
+        id=sweep.id, status="queued", children=[e.id for e in exps], url=f"/sweeps/{sweep.id}"
     )
+    idempotency.remember(session, idem, 202, answer, answer.url)
+    session.commit()
+    answer.warning = enqueue_stored([e.id for e in exps])
+    response.headers["Location"] = answer.url
+    return answer
 
 
 def get_sweep(sweep_id: IdPath, session: SessionDep) -> Sweep:
@@ -87,16 +93,22 @@ def _public(session: Session, sweep: Sweep) -> SweepPublic:
     return public(sweep, exps, counts)
 
 
-@router.post("", status_code=202, response_model=SweepAccepted)
+@router.post("", status_code=202, response_model=SweepAccepted, responses=idempotency.RESPONSES)
 def create(
-    spec: SweepSpec, session: SessionDep, settings: SettingsDep, response: Response
-) -> SweepAccepted:
+    spec: SweepSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> SweepAccepted | JSONResponse:
     """Store a sweep and every child, queued: 202 with `Location`.
 
     Rules beyond the schema (each a 422 naming the field, and nothing stored): every grid path
     must exist in the spec and every cell must be a valid experiment under the cost cap
-    (LABQ_MAX_JOB_FLOPS); configurations x repeats must stay under LABQ_MAX_SWEEP_CHILDREN."""
-    return queue_sweep(session, settings, spec, response)
+    (LABQ_MAX_JOB_FLOPS); configurations x repeats must stay under LABQ_MAX_SWEEP_CHILDREN. With
+    an `Idempotency-Key`, a re-send of the same body gets the first answer and stores nothing;
+    the same key with another body is a 422 naming the header."""
+    return queue_sweep(session, settings, spec, response, idem=idem)
 
 
 @router.get("", response_model=list[SweepSummary])

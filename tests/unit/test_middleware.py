@@ -36,6 +36,34 @@ def test_inflight_cap_holds_requests_back_but_not_event_streams():
     anyio.run(main)
 
 
+def test_writes_reads_and_health_have_slots_of_their_own():
+    """Hung writes (a broker that does not answer) fill only the write slots: reads and /health
+    still get in."""
+    gate = anyio.Event()
+    entered: list[str] = []
+
+    async def app(scope, receive, send):
+        entered.append(f"{scope['method']} {scope['path']}")
+        if scope["method"] == "POST":
+            await gate.wait()
+
+    limited = LimitInflight(app, limit=4)  # 2 write slots
+
+    async def main():
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(limited, http_scope(method="POST"), None, None)
+            await anyio.sleep(0.05)
+            assert entered.count("POST /experiments") == 2  # the other three wait
+            with anyio.fail_after(5):
+                await limited(http_scope("/experiments/1"), None, None)
+                await limited(http_scope("/health"), None, None)
+            gate.set()
+        assert entered.count("POST /experiments") == 5
+
+    anyio.run(main)
+
+
 def test_streamed_body_over_the_cap_is_413_and_under_it_reaches_the_app():
     async def run(chunks: list[bytes]):
         got, sent = [], []
