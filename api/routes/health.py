@@ -19,7 +19,7 @@ from fastapi import APIRouter, Response
 from api.deps import SessionDep, SettingsDep
 from api.schemas import Health
 from core.queue import producer
-from db.health import probe_write
+from db.health import MIN_FREE_BYTES, probe_write, sqlite_free_bytes
 
 log = logging.getLogger("labq.api")
 router = APIRouter(tags=["health"])
@@ -94,13 +94,17 @@ def _reason(part: str, exc: Exception) -> str:
     return f"error: {type(exc).__name__}"
 
 
-def _database(session) -> str:
+def _database(session, url: str) -> str:
     try:
         probe_write(session)
-        return "ok"
+        free = sqlite_free_bytes(url)
     except Exception as exc:
         session.rollback()
         return _reason("database write", exc)
+    if free is not None and free < MIN_FREE_BYTES:
+        log.warning("health: the database's disk has %s bytes free", free)
+        return "error: disk full"
+    return "ok"
 
 
 def _broker_status(url: str) -> str:
@@ -114,7 +118,7 @@ def _broker_status(url: str) -> str:
 
 @router.get("/health", response_model=Health)
 def health(session: SessionDep, settings: SettingsDep, response: Response) -> Health:
-    database = _database(session)
+    database = _database(session, settings.db_url)
     broker = _broker_status(settings.broker_url)
     workers = _workers.get() if broker == "ok" else []
     ok = database == "ok" and broker == "ok"
