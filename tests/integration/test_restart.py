@@ -1,7 +1,9 @@
 """Queued and running jobs survive a stop and start of `labq up`: nothing submitted is lost, and the
-running one resumes from the checkpoint of its last finished epoch."""
+running one resumes from the checkpoint of its last finished epoch, before the jobs queued after
+it (it keeps its place in the queue)."""
 
 import signal
+from datetime import datetime
 
 import httpx
 import pytest
@@ -44,5 +46,8 @@ def test_jobs_survive_restart(backend, tmp_path_factory, pg_admin_url, external_
         kept = [row for row in after if row[1] == 1]
         assert kept and kept == done_before[: len(kept)]
         assert {attempt for _, attempt in after[len(kept) :]} == {2}
+        # It kept its place: one worker process, and it finished before the others started.
+        finished = datetime.fromisoformat(stack.get(first)["finished_at"])
+        assert all(datetime.fromisoformat(stack.get(i)["started_at"]) >= finished for i in rest)
     finally:
         stack.stop()
