@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import HealthProbe, utcnow
+from db.session import rowcount
 
 MIN_FREE_BYTES = 1 << 20  # below this, a SQLite database's disk counts as full
 
@@ -31,9 +32,8 @@ def sqlite_free_bytes(url: str) -> int | None:
 def probe_write(session: Session) -> None:
     """Write and commit the probe row; raises what the database raised."""
     now = utcnow()
-    if session.execute(
-        update(HealthProbe).where(HealthProbe.id == 1).values(checked_at=now)
-    ).rowcount:
+    touched = session.execute(update(HealthProbe).where(HealthProbe.id == 1).values(checked_at=now))
+    if rowcount(touched):
         session.commit()
         return
     session.add(HealthProbe(id=1, checked_at=now))

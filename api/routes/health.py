@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import redis
 from fastapi import APIRouter, Response
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep
 from api.schemas import Health
@@ -94,7 +95,7 @@ def _reason(part: str, exc: Exception) -> str:
     return f"error: {type(exc).__name__}"
 
 
-def _database(session, url: str) -> str:
+def _database(session: Session, url: str) -> str:
     try:
         probe_write(session)
         free = sqlite_free_bytes(url)

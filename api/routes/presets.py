@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import SessionDep, SettingsDep
@@ -83,7 +84,7 @@ def run(
     response: Response,
     idem: IdempotencyDep,
     body: PresetRun | None = None,
-) -> SweepAccepted:
+) -> SweepAccepted | JSONResponse:
     preset = lab.get(name)
     if preset is None:
         raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
