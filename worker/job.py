@@ -18,30 +18,30 @@ import io
 import logging
 import os
 import socket
-import threading
 import time
 import traceback
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import (
-    Retrying,
-    before_sleep_log,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from core.constants import CANCELLED, FAILED, QUEUED, SUCCEEDED
 from core.queue import enqueue, mark_consumed, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
 from db import repo
-from db.session import session_scope
 from worker import checkpoint as ckpt
 from worker import testhooks
 from worker.breaker import Breaker, stop_taking_jobs
+from worker.lease import (
+    LeaseKeeper,
+    LeaseLost,
+    db_write,
+    fenced,
+    finish_if_ours,
+    transient,
+    truncate_if_ours,
+    update_if_ours,
+)
 from worker.runtime import WorkerEnvironmentError
 
 log = logging.getLogger("labq.job")
@@ -51,84 +51,6 @@ def worker_name() -> str:
     """`host:pid` of the process that trains (a pool child, not the Celery parent): the reaper
     expires at once the lease of a job whose process on this host is gone."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class LeaseLost(Exception):
-    """Another attempt took the job over; this copy must stop writing."""
-
-
-def _fenced(session, experiment_id: int, attempt: int) -> None:
-    """Every write of a run goes through here first, in the same transaction: the job must still
-    be running under our attempt number (which no later run can have, see repo.claim/retry)."""
-    if not repo.renew_lease(session, experiment_id, attempt, get_settings().lease_seconds):
-        raise LeaseLost()
-
-
-def _update_if_ours(session, experiment_id: int, attempt: int, **values) -> None:
-    _fenced(session, experiment_id, attempt)
-    repo.update_experiment(session, experiment_id, **values)
-
-
-def _transient(exc: BaseException) -> bool:
-    """Errors worth retrying: the database is locked, restarting or unreachable."""
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-def db_write(fn, *args, **kwargs):
-    """Run fn(session, ...) in its own transaction, retried with backoff on transient errors."""
-    retrying = Retrying(
-        retry=retry_if_exception(_transient),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(get_settings().db_retry_seconds),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    )
-    for try_ in retrying:
-        with try_:
-            with session_scope() as session:
-                return fn(session, *args, **kwargs)
-
-
-class _LeaseKeeper(threading.Thread):
-    """Renews the lease on a timer, so an epoch longer than the lease does not look like a death,
-    and polls the cancel flag, so a cancel is seen inside a long epoch."""
-
-    def __init__(self, experiment_id: int, attempt: int, lease_seconds: int, poll: float):
-        super().__init__(name="labq-lease", daemon=True)
-        self.args = (experiment_id, attempt, lease_seconds)
-        self.poll = min(poll, lease_seconds / 3)
-        self.stopped = threading.Event()
-        self.lost = threading.Event()
-        self.cancel = threading.Event()
-        self.deadline: float | None = None  # time.monotonic() at which the job's time is up
-        self.epochs = 0  # epochs this run recorded
-
-    def run(self):
-        experiment_id, attempt, lease_seconds = self.args
-        renewed = time.monotonic()
-        while not self.stopped.wait(self.poll):
-            try:
-                with session_scope() as session:
-                    if repo.cancel_requested(session, experiment_id):
-                        self.cancel.set()
-                    if time.monotonic() - renewed >= lease_seconds / 3:
-                        if not repo.renew_lease(session, *self.args):
-                            self.lost.set()
-                            return
-                        renewed = time.monotonic()
-            except Exception as exc:
-                log.warning(
-                    "lease renewal / cancel poll failed (%s); will retry", type(exc).__name__
-                )
-
-    @property
-    def timed_out(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
-
-    def should_stop(self) -> bool:
-        return self.cancel.is_set() or self.lost.is_set() or self.timed_out
 
 
 _breaker: Breaker | None = None
@@ -149,7 +71,7 @@ def run_job(experiment_id: int) -> str:
     return outcome
 
 
-def _run(experiment_id: int) -> tuple[str, "_LeaseKeeper | None"]:
+def _run(experiment_id: int) -> tuple[str, "LeaseKeeper | None"]:
     settings = get_settings()
     claimed = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
     if claimed is None:
@@ -161,7 +83,7 @@ def _run(experiment_id: int) -> tuple[str, "_LeaseKeeper | None"]:
     mark_consumed(experiment_id)
     attempt = claimed.attempt
 
-    keeper = _LeaseKeeper(
+    keeper = LeaseKeeper(
         experiment_id, attempt, settings.lease_seconds, settings.cancel_poll_seconds
     )
     keeper.start()
@@ -179,7 +101,7 @@ def _run(experiment_id: int) -> tuple[str, "_LeaseKeeper | None"]:
         summary = "".join(traceback.format_exception(exc)[-6:])
         try:
             db_write(
-                _finish_if_ours,
+                finish_if_ours,
                 experiment_id,
                 attempt,
                 FAILED,
@@ -200,14 +122,14 @@ def _run(experiment_id: int) -> tuple[str, "_LeaseKeeper | None"]:
 def environment_failure(exc: BaseException) -> bool:
     """A failure of this worker's environment, not of the job: no data or device, a disk that
     refuses writes, a database that stayed away longer than db_retry_seconds."""
-    return isinstance(exc, WorkerEnvironmentError | OSError) or _transient(exc)
+    return isinstance(exc, WorkerEnvironmentError | OSError) or transient(exc)
 
 
 def _give_back(experiment_id: int, attempt: int, exc: BaseException) -> str:
     """Put the job back on the queue instead of failing it. When the database itself is what
     failed, write nothing: the lease lapses and the reaper requeues the job."""
     reason = f"{type(exc).__name__}: {exc}"[:1000]
-    if _transient(exc):
+    if transient(exc):
         log.error(
             "experiment %s attempt %s: the database refused writes for %s s (%s); leaving the "
             "job to be requeued when its lease lapses",
@@ -226,18 +148,15 @@ def _give_back(experiment_id: int, attempt: int, exc: BaseException) -> str:
     try:
         status = db_write(repo.release, experiment_id, attempt, reason)
     except Exception:
-        log.exception("experiment %s: could not give the job back; its lease will lapse")
+        log.exception(
+            "experiment %s: could not give the job back; its lease will lapse", experiment_id
+        )
         return "abandoned"
     if status == QUEUED:
         with contextlib.suppress(Exception):  # else the reaper sends it: it is queued in SQL
             enqueue(experiment_id, resumed=True)
         return "requeued"
     return {None: "lease-lost", FAILED: "failed"}.get(status, status)
-
-
-def _finish_if_ours(session, experiment_id: int, attempt: int, status: str, **values) -> None:
-    _fenced(session, experiment_id, attempt)
-    repo.finish(session, experiment_id, status, **values)
 
 
 class _CheckpointPacer:
@@ -269,17 +188,12 @@ class _CheckpointPacer:
         self.since = time.perf_counter()
 
 
-def _truncate_if_ours(session, experiment_id: int, attempt: int, after_epoch: int) -> None:
-    _fenced(session, experiment_id, attempt)
-    repo.truncate_history(session, experiment_id, after_epoch)
-
-
 def _load_checkpoint(session, experiment_id: int):
     art = repo.get_artifact(session, experiment_id, repo.CHECKPOINT)
     return art.data if art is not None else None
 
 
-def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str:
+def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
     from worker import runtime
     from worker.engine.train import train
 
@@ -290,7 +204,7 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
         db_write(
-            _finish_if_ours, experiment_id, attempt, FAILED, error=f"stored spec is invalid: {exc}"
+            finish_if_ours, experiment_id, attempt, FAILED, error=f"stored spec is invalid: {exc}"
         )
         return "failed"
 
@@ -311,7 +225,7 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str
             )
 
     if not claimed.first:
-        db_write(_truncate_if_ours, experiment_id, attempt, resume.epoch if resume else 0)
+        db_write(truncate_if_ours, experiment_id, attempt, resume.epoch if resume else 0)
 
     settings = get_settings()
     soft_limit, _ = time_limits(estimate_flops(spec), settings)
@@ -324,7 +238,7 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str
 
     def on_built(result) -> None:
         db_write(
-            _update_if_ours,
+            update_if_ours,
             experiment_id,
             attempt,
             layers=result.layers,
@@ -337,7 +251,7 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str
         saver.offer(model, epochs)
 
     def write_epoch(session, report) -> bool:
-        _fenced(session, experiment_id, attempt)
+        fenced(session, experiment_id, attempt)
         repo.record_epoch(
             session,
             experiment_id,
@@ -387,7 +301,7 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str
         raise LeaseLost()
     if keeper.timed_out and not keeper.cancel.is_set():
         db_write(
-            _finish_if_ours,
+            finish_if_ours,
             experiment_id,
             attempt,
             FAILED,
@@ -405,7 +319,7 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: _LeaseKeeper) -> str
         repo.put_artifact(
             session, experiment_id, "first_kernel.npy", "application/x-npy", buf.getvalue()
         )
-        _finish_if_ours(
+        finish_if_ours(
             session,
             experiment_id,
             attempt,

@@ -125,3 +125,51 @@ def test_expired_lease_is_requeued_once_then_fails_at_the_cap(env):
         assert repo.get(s, job).status == RUNNING  # the claim, not the reaper, takes it over
         failed = repo.get(s, capped)
         assert failed.status == FAILED and "attempt cap 2" in failed.error
+
+
+def test_a_job_given_back_is_queued_again_and_fails_at_the_cap(env):
+    """A worker whose environment failed gives the job back (db.repo.release): queued again with
+    its attempt number kept, never for a run that lost the lease, cancelled if a cancel is
+    pending, and failed with the reason once the attempt cap is reached."""
+    from db import repo
+    from db.session import session_scope
+
+    job = make_job()
+    with session_scope() as s:
+        first = repo.claim(s, job, "here:1", 60)
+        assert first is not None and first.attempt == 1 and first.first
+        assert repo.release(s, job, attempt=7, reason="stale") is None  # not our attempt
+        assert repo.release(s, job, first.attempt, "no GPU") == QUEUED
+    with session_scope() as s:
+        exp = repo.get(s, job)
+        assert (exp.status, exp.attempt, exp.worker, exp.error) == (QUEUED, 1, None, None)
+        second = repo.claim(s, job, "here:2", 60)
+        assert second is not None and second.attempt == 2 and not second.first
+        assert repo.release(s, job, second.attempt, "no GPU") == FAILED  # cap 2
+    with session_scope() as s:
+        failed = repo.get(s, job)
+        assert failed.status == FAILED and "attempt cap 2" in failed.error
+        assert "no GPU" in failed.error
+
+    cancelled = make_job()
+    with session_scope() as s:
+        run = repo.claim(s, cancelled, "here:3", 60)
+        repo.request_cancel(s, cancelled)
+        assert repo.release(s, cancelled, run.attempt, "disk full") == "cancelled"
+
+
+def test_retry_keeps_the_attempt_number_and_restarts_the_cap(env):
+    from db import repo
+    from db.session import session_scope
+
+    job = make_job()
+    with session_scope() as s:
+        run = repo.claim(s, job, "here:1", 60)
+        repo.finish(s, job, FAILED, error="boom")
+        assert repo.retry(s, job)
+    with session_scope() as s:
+        again = repo.claim(s, job, "here:2", 60)
+        # Never the number the old run held; the first run since the retry, with a fresh cap.
+        assert again.attempt == run.attempt + 1 and again.first
+        assert repo.get(s, job).retry_base == run.attempt
+        assert not repo.renew_lease(s, job, run.attempt, 60)  # the old run is fenced off

@@ -78,15 +78,15 @@ def test_worker_retries_transient_database_errors_only(monkeypatch, tmp_path):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     from core.settings import get_settings
     from db.session import get_engine, get_sessionmaker
-    from worker.job import _transient, db_write
+    from worker.lease import db_write, transient
 
     caches = (get_settings, get_engine, get_sessionmaker)
     for fn in caches:
         fn.cache_clear()
     locked = OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
-    assert _transient(locked)
-    assert not _transient(IntegrityError("INSERT", {}, sqlite3.IntegrityError("unique")))
-    assert not _transient(ValueError())
+    assert transient(locked)
+    assert not transient(IntegrityError("INSERT", {}, sqlite3.IntegrityError("unique")))
+    assert not transient(ValueError())
 
     calls = []
 
