@@ -1,7 +1,7 @@
-"""`labq`: run the stack (up, api, worker, migrate) and talk to it (submit, status, watch, ls)."""
+"""`labq`: run the stack (up, down, ps, api, worker, migrate), look after its data (repair, backup,
+restore) and talk to it (submit, status, watch, ls)."""
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli import bench as bench_cli
 from cli import lab as lab_cli
+from cli import lifecycle, maintenance
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli.client import call, read_json
@@ -25,52 +26,13 @@ app.add_typer(sweeps_cli.app, name="sweep")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(tokens_cli.app, name="token")
 app.command("bench")(bench_cli.bench)
+app.command()(lifecycle.up)
+app.command()(lifecycle.down)
+app.command()(lifecycle.ps)
+app.command()(maintenance.repair)
+app.command()(maintenance.backup)
+app.command()(maintenance.restore)
 console = Console()
-
-
-@app.command()
-def up(
-    concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
-    host: Annotated[str | None, typer.Option(help="API bind address (LABQ_HOST)")] = None,
-):
-    """Start the embedded stack: Redis, SQLite (migrated), one Celery worker and the API."""
-    from cli.stack import Stack
-    from db.migrate import upgrade
-
-    if host:
-        os.environ["LABQ_HOST"] = host  # the API child reads it too
-        get_settings.cache_clear()
-    settings = get_settings()
-    tokens_cli.refuse_open_bind(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(settings)
-
-    def _stop(signum, _frame):
-        raise KeyboardInterrupt
-
-    # Explicit, because a shell that starts us in the background leaves SIGINT ignored.
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        if settings.embedded_redis:
-            stack.start_redis()
-            console.print(
-                f"redis    127.0.0.1:{settings.redis_port} (AOF in {settings.data_dir}/redis)"
-            )
-        upgrade()
-        console.print(f"database {settings.db_url.split('@')[-1]} (migrated)")
-        stack.start_worker(concurrency)
-        stack.start_api()
-        console.print(f"api      {settings.base_url}  (docs at /docs; logs in {stack.log_dir})")
-        console.print("Ctrl-C stops everything.")
-        died = stack.wait()
-        console.print(f"[red]{died} exited; stopping the stack (see {stack.log_dir}/{died}.log)")
-        raise typer.Exit(1)
-    except KeyboardInterrupt:
-        console.print("stopping...")
-    finally:
-        stack.stop()
-        console.print("stopped.")
 
 
 @app.command()
