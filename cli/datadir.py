@@ -124,10 +124,12 @@ def leftovers(data_dir: Path) -> list[tuple[str, psutil.Process]]:
 
 
 def stop_processes(procs: list[psutil.Process], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL for those still there after `grace` seconds."""
+    """SIGTERM (and SIGCONT, so that a stopped process acts on it), then SIGKILL for those still
+    there after `grace` seconds."""
     for proc in procs:
         try:
             proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGCONT)
         except psutil.Error:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)

@@ -42,7 +42,7 @@ class EventLog:
         self.detached = detached
 
     def __call__(self, message: str, error: bool = False) -> None:
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'error: ' if error else ''}{message}"
         try:
             print(line if self.detached else message, file=sys.stderr if error else sys.stdout)
             (sys.stderr if error else sys.stdout).flush()
@@ -190,9 +190,9 @@ def _detach(settings: Settings, concurrency: int) -> None:
         if proc.poll() is not None:
             with open(log, "rb") as f:
                 f.seek(offset)
-                tail = f.read().decode(errors="replace").strip().splitlines()
-            errors = [ln.split(" ", 2)[-1] for ln in tail if "stopping" not in ln]
-            fail(errors[-2] if len(errors) > 1 and errors[-1] == "stopped." else tail[-1])
+                tail = f.read().decode(errors="replace").strip().splitlines() or [""]
+            errors = [ln.partition(" error: ")[2] for ln in tail if " error: " in ln]
+            fail(errors[-1] if errors else f"labq up exited: {tail[-1]} (see {log})")
         time.sleep(0.2)
 
 
