@@ -5,6 +5,7 @@ that is training, restored with `labq restore`, gives back every finished run in
 Each test names the promise of docs/guarantees.md ("The stack itself") that it proves."""
 
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -139,12 +140,16 @@ def test_backup_taken_mid_training_restores_every_finished_run(tmp_path_factory,
         for exp_id in finished:
             assert stack.wait(exp_id)["status"] == "succeeded"
         before = {exp_id: snapshot(stack, exp_id) for exp_id in finished}
-        running = stack.submit({**LONG, "name": "training-at-backup"})
+        # Thirty epochs of about a second: still training when the copy is taken.
+        running = stack.submit({**LONG, "epochs": 30, "name": "training-at-backup"})
         stack.wait(running, until=lambda e: e["epochs_done"] >= 1)
 
         out = stack.cli("backup", str(backup)).stdout
         assert f"to {backup}: 3 experiments" in out and "integrity ok" in out
-        assert stack.get(running)["status"] == "running"  # the copy was taken mid-training
+        copy = sqlite3.connect(backup)
+        at_backup = copy.execute("SELECT status FROM experiments WHERE id = ?", (running,))
+        assert at_backup.fetchone() == ("running",)  # the copy was taken mid-training
+        copy.close()
         refused = stack.cli("backup", str(backup), check=False)
         assert refused.returncode == 1 and "exists" in refused.stderr
         later = stack.submit({**tiny, "name": "after-the-backup"})
