@@ -49,8 +49,11 @@ class EventLog:
         except OSError:
             pass
         if not self.detached:
-            with open(self.path, "a") as f:
-                f.write(line + "\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(line + "\n")
+            except OSError:
+                pass  # a full disk must not take the supervisor down
 
 
 def _hang_up_terminal() -> None:
@@ -81,7 +84,10 @@ def _record(settings: Settings, state: dict, sup: Supervisor) -> None:
             }
         )
     state["children"] = children
-    datadir.write_state(settings.data_dir, state)
+    try:
+        datadir.write_state(settings.data_dir, state)
+    except OSError as exc:  # a full disk must not take the supervisor down; ps may lag
+        sup.say(f"cannot record the children's pids in {settings.data_dir}: {exc.strerror}")
 
 
 def busy_message(data_dir: Path) -> str:
@@ -101,6 +107,8 @@ def run_stack(settings: Settings, concurrency: int, detached: bool) -> int:
     say = EventLog(log_dir(settings) / "up.log", detached)
 
     def interrupt(signum, _frame):
+        if signum == signal.SIGHUP:
+            _hang_up_terminal()
         raise KeyboardInterrupt
 
     for sig in STOP_SIGNALS:  # explicit: a shell that starts us in the background ignores SIGINT
@@ -274,7 +282,10 @@ def down(
         if owner is None:
             fail(f"data dir {data_dir.resolve()} is locked by a process whose pid is not recorded")
         console.print(f"stopping labq up (pid {owner.pid})...")
-        owner.send_signal(signal.SIGTERM)
+        try:
+            owner.send_signal(signal.SIGTERM)
+        except psutil.AccessDenied:
+            fail(f"labq up (pid {owner.pid}) belongs to another user; stop it as that user")
         if not datadir.wait_until(lambda: not datadir.lock_held(data_dir), timeout):
             console.print(f"it did not stop within {timeout:.0f} s; killing it")
             owner.kill()  # its children get their parent-death signal

@@ -27,6 +27,10 @@ class StackError(Exception):
     """A failure the user must act on; its message is one line that says what to do."""
 
 
+class SpawnError(StackError):
+    """A child's process could not be created (a missing program, no memory, no file handles)."""
+
+
 class Interrupted(Exception):
     """A stop was asked for (Ctrl-C, SIGTERM, SIGHUP) while the stack was starting."""
 
@@ -119,9 +123,22 @@ class Supervisor:
 
     def start(self, child: Child) -> None:
         child.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(child.log, "ab") as out:
+        try:
+            out = open(child.log, "ab")
+        except OSError as exc:
+            raise SpawnError(f"cannot start {child.name}: {child.log}: {exc.strerror}") from None
+        with out:
             child.log_offset = out.tell()
-            child.proc = subprocess.Popen(
+            child.proc = self._popen(child, out)
+        child.started_at = time.time()
+        child.restart_at = None
+        self.on_change(self)
+        if child.ready:
+            child.ready(child, self)
+
+    def _popen(self, child: Child, out) -> subprocess.Popen:
+        try:
+            return subprocess.Popen(
                 child.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -130,11 +147,8 @@ class Supervisor:
                 env=self.env,
                 preexec_fn=_death_signal_preexec(child.death_signal),
             )
-        child.started_at = time.time()
-        child.restart_at = None
-        self.on_change(self)
-        if child.ready:
-            child.ready(child, self)
+        except OSError as exc:
+            raise SpawnError(f"cannot start {child.name} ({child.argv[0]}): {exc}") from None
 
     def start_all(self) -> None:
         """Start each child in order; one that exits while it starts fails the start."""
@@ -168,6 +182,12 @@ class Supervisor:
                         self.start(child)
                     except Interrupted:
                         return
+                    except SpawnError as exc:
+                        child.failures += 1
+                        delay = min(MAX_BACKOFF, 2.0 ** (child.failures - 1))
+                        child.restart_at = time.monotonic() + delay
+                        self.say(f"{exc}; trying again in {delay:.0f} s")
+                        continue
                     if child.alive:
                         self.say(f"{child.name} started again (pid {child.pid})")
 
