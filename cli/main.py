@@ -55,7 +55,9 @@ def worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     from worker.celery_app import app as celery_app
 
-    name = f"labq-gpu{gpu}" if gpu is not None else "labq"
+    # A node name per process (`labq-<pid>@host`): two workers on one host are told apart by
+    # /health, `celery inspect` and Flower.
+    name = f"labq-gpu{gpu}-{os.getpid()}" if gpu is not None else f"labq-{os.getpid()}"
     celery_app.worker_main(
         [
             "worker",
@@ -71,6 +73,34 @@ def worker(
             f"{name}@%h",
         ]
     )
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def flower(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 5555,
+):
+    """Celery's own monitor (Flower) on labq's broker; further options go to Flower."""
+    try:
+        import flower as _flower  # noqa: F401
+    except ImportError:
+        typer.secho("Flower is not installed: pip install 'labq[monitor]'", fg="red", err=True)
+        raise typer.Exit(1) from None
+    from api.auth import is_loopback
+
+    if not is_loopback(address) and not any(
+        a.startswith(("--basic-auth", "--auth")) for a in ctx.args
+    ):
+        typer.secho(
+            f"refusing to serve Flower on {address} without --basic-auth=USER:PASSWORD or --auth: "
+            "it would show every job and let anyone stop workers",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "celery", "--app", "worker.celery_app", "flower"]
+    os.execv(sys.executable, [*argv, f"--address={address}", f"--port={port}", *ctx.args])
 
 
 migrate_app = typer.Typer(help="Database migrations (Alembic).")
