@@ -89,11 +89,13 @@ def flower(
         raise typer.Exit(1) from None
     from api.auth import is_loopback
 
-    if not is_loopback(address) and not any(
-        a.startswith(("--basic-auth", "--auth")) for a in ctx.args
-    ):
+    guarded = any(a.startswith(("--basic-auth", "--auth")) for a in ctx.args) or any(
+        os.environ.get(v) for v in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")
+    )
+    if not is_loopback(address) and not guarded:
         typer.secho(
-            f"refusing to serve Flower on {address} without --basic-auth=USER:PASSWORD or --auth: "
+            f"refusing to serve Flower on {address} without --basic-auth=USER:PASSWORD (or "
+            "FLOWER_BASIC_AUTH) or --auth: "
             "it would show every job and let anyone stop workers",
             fg="red",
             err=True,
