@@ -9,12 +9,16 @@ loopback, a token beyond it (api/auth.py).
 """
 
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import case, func, select
+from prometheus_client.registry import Collector
+from sqlalchemy import SQLColumnExpression, case, func, select
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.constants import QUEUED, RUNNING, STATUSES
@@ -29,14 +33,23 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 router = APIRouter(tags=["metrics"])
 
 
-def _seconds_between(session, start, end):
+def _seconds_between(
+    session: Session, start: SQLColumnExpression[Any], end: SQLColumnExpression[Any]
+) -> SQLColumnExpression[Any]:
     """end - start in seconds, in the database's own dialect (both columns are naive UTC)."""
     if session.get_bind().dialect.name == "sqlite":
         return (func.julianday(end) - func.julianday(start)) * 86400.0
     return func.extract("epoch", end - start)
 
 
-def _histogram(session, name: str, doc: str, value, buckets, *where) -> HistogramMetricFamily:
+def _histogram(
+    session: Session,
+    name: str,
+    doc: str,
+    value: SQLColumnExpression[Any],
+    buckets: tuple[float, ...],
+    *where: SQLColumnExpression[bool],
+) -> HistogramMetricFamily:
     """Bucket counts of `value` over the rows that match `where`, in one query."""
     counts = [func.sum(case((value <= b, 1), else_=0)) for b in buckets]
     row = session.execute(select(func.count(), func.sum(value), *counts).where(*where)).one()
@@ -46,13 +59,13 @@ def _histogram(session, name: str, doc: str, value, buckets, *where) -> Histogra
     return HistogramMetricFamily(name, doc, buckets=pairs, sum_value=float(total_sum or 0))
 
 
-class JobCollector:
+class JobCollector(Collector):
     """The queue as the database has it, read at scrape time."""
 
-    def __init__(self, workers=lambda: []):
+    def __init__(self, workers: Callable[[], list[str]]) -> None:
         self.workers = workers  # the workers that answered the last ping (api.routes.health)
 
-    def collect(self):
+    def collect(self) -> Iterator[Any]:
         with session_scope() as session:
             by_status = dict(
                 session.execute(
@@ -143,7 +156,7 @@ class MeasureLatency:
         await self.app(scope, receive, timed_send)
 
 
-def install(app, workers) -> None:
+def install(app: FastAPI, workers: Callable[[], list[str]]) -> None:
     """A registry per app (tests build several), the latency middleware and the route."""
     registry = CollectorRegistry()
     registry.register(JobCollector(workers))
