@@ -19,7 +19,9 @@ from tests.stack import Stack, create_pg_database, free_port
 
 pytestmark = pytest.mark.integration
 
-LONG = {"layers": [{"units": 64}], "epochs": 12, "batch_size": 32, "train_samples": 4000}
+# The worker's test hook holds this job inside epoch 2 (tests/conftest.py HELD): it is training
+# when the stack stops or the backup is taken, on any machine; a later attempt passes the hold.
+HELD = {"name": "held-in-epoch-2", "layers": [{"units": 32}], "epochs": 3, "train_samples": 2000}
 
 
 def damage(aof) -> None:
@@ -36,9 +38,9 @@ def test_damaged_append_only_file_is_one_line_and_repair_keeps_every_job(tmp_pat
     `labq repair`; after it, the stack starts and every queued and running job completes."""
     stack = make_stack("sqlite", tmp_path_factory, None, None).start()
     try:
-        running = stack.submit({**LONG, "name": "running"})
+        running = stack.submit(HELD)
         queued = [stack.submit({**tiny, "name": f"queued-{i}"}) for i in range(2)]
-        stack.wait(running, until=lambda e: e["epochs_done"] >= 1)
+        stack.held(running)
     finally:
         stack.stop(signal.SIGINT)
     assert stack.proc.returncode == 0, stack.logs()
@@ -140,9 +142,8 @@ def test_backup_taken_mid_training_restores_every_finished_run(tmp_path_factory,
         for exp_id in finished:
             assert stack.wait(exp_id)["status"] == "succeeded"
         before = {exp_id: snapshot(stack, exp_id) for exp_id in finished}
-        # Thirty epochs of about a second: still training when the copy is taken.
-        running = stack.submit({**LONG, "epochs": 30, "name": "training-at-backup"})
-        stack.wait(running, until=lambda e: e["epochs_done"] >= 1)
+        running = stack.submit(HELD)
+        stack.held(running)
 
         out = stack.cli("backup", str(backup)).stdout
         assert f"to {backup}: 3 experiments" in out and "integrity ok" in out
