@@ -1,5 +1,5 @@
 # One image for every labq service. EXTRAS picks the TensorFlow build for workers:
-#   api / migrate: EXTRAS=""    (no TensorFlow at all: the API never imports it)
+#   api / migrate / flower: EXTRAS="monitor" (Flower; no TensorFlow: the API never imports it)
 #   worker (GPU):  EXTRAS="gpu" (tensorflow[and-cuda])
 #   worker (CPU):  EXTRAS="cpu"
 # Dependencies are installed in a layer of their own, at the versions of requirements.lock, so

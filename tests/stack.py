@@ -2,6 +2,8 @@
 ports, with the embedded Redis and SQLite, or with PostgreSQL and a separately started Redis) plus
 the HTTP helpers the tests assert with."""
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -29,6 +31,20 @@ def create_pg_database(admin_url: str) -> str:
 class Stack(LiveStack):
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
+
+    def cli(self, *args, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`labq ARGS` as a user types it, with this stack's settings."""
+        out = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=ROOT,
+            env={**self.env, "LABQ_URL": self.url, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check:
+            assert out.returncode == 0, out.stdout + out.stderr
+        return out
 
     def submit(self, spec: dict) -> int:
         r = httpx.post(f"{self.url}/experiments", json=spec, timeout=30)

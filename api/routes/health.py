@@ -127,3 +127,8 @@ def health(session: SessionDep, settings: SettingsDep, response: Response) -> He
     return Health(
         status="ok" if ok else "degraded", database=database, broker=broker, workers=workers
     )
+
+
+def known_workers() -> list[str]:
+    """The Celery nodes that answered the last ping (for /metrics)."""
+    return _workers.get()

@@ -141,6 +141,8 @@ def test_non_loopback_needs_a_token(tmp_path):
         assert httpx.get(f"{stack.url}/openapi.json").status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{stack.url}/experiments", headers=auth).status_code == 200
+        assert httpx.get(f"{stack.url}/metrics").status_code == 401
+        assert httpx.get(f"{stack.url}/metrics", headers=auth).status_code == 200
         assert httpx.post(f"{stack.url}/experiments", json=SPEC, headers=auth).status_code == 202
 
         # The dashboard in a browser: pages redirect to /login; the labq_token cookie it sets

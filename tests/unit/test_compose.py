@@ -40,7 +40,9 @@ def test_labq_services_run_real_commands_with_known_settings():
         if not svc.get("image", "").startswith("labq"):
             continue
         assert svc["command"][0] in commands, (name, svc["command"])
-        assert set(svc["environment"]) <= known, (name, set(svc["environment"]) - known)
+        # Flower reads its own FLOWER_* settings (auth) beside labq's.
+        own = {k for k in svc["environment"] if name == "flower" and k.startswith("FLOWER_")}
+        assert set(svc["environment"]) - own <= known, (name, set(svc["environment"]) - known)
         assert svc["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
         assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
 
@@ -86,4 +88,31 @@ def test_image_installs_locked_dependencies_before_the_code_and_runs_unprivilege
             text=True,
             check=True,
         ).stdout
-        assert "tensorflow" in out
+        # Workers get TensorFlow; the API image (and Flower in it) never does.
+        assert ("tensorflow" in out) == (extra in ("cpu", "gpu")), extra
+        assert ("flower" in out) == (extra == "monitor"), extra
+
+
+def test_every_service_is_health_checked_and_restarted():
+    for name, svc in SERVICES.items():
+        if name == "migrate":  # a one-shot: the API and workers wait for it to complete
+            assert svc["restart"] == "no"
+            continue
+        assert svc["restart"] == "unless-stopped", name
+        assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    assert SERVICES["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_monitoring_profile_flower_and_prometheus():
+    flower, prometheus = SERVICES["flower"], SERVICES["prometheus"]
+    assert flower["profiles"] == prometheus["profiles"] == ["monitoring"]
+    assert flower["command"][0] == "flower" and flower["image"] == "labq:api"
+    assert SERVICES["migrate"]["build"]["args"]["EXTRAS"] == "monitor"  # builds labq:api
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"] == [
+        {"targets": ["api:8000"]}
+    ]
+    token = job["authorization"]["credentials_file"]
+    assert any(v.endswith(":" + token + ":ro") for v in prometheus["volumes"])
