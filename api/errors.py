@@ -14,17 +14,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
 from core.settings import get_settings
+from core.spec import field_path
 
 log = logging.getLogger("labq.api")
 
 
 def _field(loc: Sequence[int | str]) -> str:
     # Drop the "body" prefix and pydantic's union tags ("dense", "dropout") from paths.
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return (
-        ".".join(p for p in parts if p not in ("dense", "dropout", "Holdout", "literal['test']"))
-        or "body"
-    )
+    return ".".join(p for p in field_path(loc) if p != "body") or "body"
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

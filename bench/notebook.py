@@ -15,7 +15,7 @@ import keras
 
 from core.spec import ExperimentSpec, Holdout
 from worker.engine.data import Mnist
-from worker.engine.model import build_model, build_optimizer
+from worker.engine.model import build_model, build_optimizer, spec_callbacks
 
 
 @dataclass
@@ -44,28 +44,6 @@ def arrays(spec: ExperimentSpec, data: Mnist):
     return x, y, x_test, keras.utils.to_categorical(data.y_test, 10)
 
 
-def callbacks(spec: ExperimentSpec) -> list[keras.callbacks.Callback]:
-    out: list[keras.callbacks.Callback] = []
-    if spec.early_stopping:
-        es = spec.early_stopping
-        out.append(
-            keras.callbacks.EarlyStopping(
-                monitor=es.monitor,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                restore_best_weights=es.restore_best_weights,
-            )
-        )
-    if spec.reduce_lr_on_plateau:
-        rl = spec.reduce_lr_on_plateau
-        out.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr
-            )
-        )
-    return out
-
-
 def train_notebook(spec: ExperimentSpec, data: Mnist) -> NotebookResult:
     """Build and fit as the notebook does; `seconds` covers the model's build and `fit`."""
     keras.utils.set_random_seed(spec.seed)
@@ -81,7 +59,7 @@ def train_notebook(spec: ExperimentSpec, data: Mnist) -> NotebookResult:
         epochs=spec.epochs,
         batch_size=spec.batch_size,
         validation_data=(x_val, y_val),
-        callbacks=callbacks(spec),
+        callbacks=spec_callbacks(spec),
         verbose=0,
     )
     seconds = time.perf_counter() - start

@@ -28,10 +28,10 @@ from rich.table import Table
 
 from bench.loadgen import run_load
 from cli.livestack import LiveStack
+from core.constants import FINISHED
 
 TINY = {"layers": [{"units": 32}], "epochs": 1, "batch_size": 128, "train_samples": 100}
 LOAD_JOB = {"layers": [{"units": 300}], "epochs": 50, "batch_size": 128, "train_samples": 20000}
-FINISHED = ("succeeded", "failed", "cancelled")
 REQUEST_TIMEOUT = 10.0
 STALL_SECONDS = 300  # throughput: give up when no job finished for this long
 

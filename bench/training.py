@@ -14,15 +14,9 @@ from dataclasses import asdict, dataclass
 
 from core.settings import Settings
 from core.spec import ExperimentSpec
+from lab.presets import OPTIMAL_LAYERS
 
-LAB12_LAYERS = [
-    {"units": 600, "l2": 1e-4},
-    {"type": "dropout", "rate": 0.2},
-    {"units": 300, "l2": 1e-4},
-    {"type": "dropout", "rate": 0.3},
-    {"units": 100, "l2": 1e-4},
-    {"type": "dropout", "rate": 0.2},
-]
+LAB12_LAYERS = OPTIMAL_LAYERS  # the section-12 preset's own layers
 LAB12_CALLBACKS = {
     "early_stopping": {"monitor": "val_accuracy", "patience": 3},
     "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 2, "min_lr": 1e-7},

@@ -11,6 +11,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from cli.client import call, read_json
+from core.constants import FINISHED
 from core.stats import num, plus_minus
 
 console = Console()
@@ -55,9 +56,7 @@ def follow(sweep_ids: list[int], interval: float = 1.0) -> list[dict]:
         while True:
             sweeps = [call("GET", f"/sweeps/{i}").json() for i in sweep_ids]
             for s in sweeps:
-                done = sum(
-                    n for st, n in s["counts"].items() if st in ("succeeded", "failed", "cancelled")
-                )
+                done = sum(n for st, n in s["counts"].items() if st in FINISHED)
                 state = f"runs {done}/{s['children_total']}  {s['status']}"
                 if s["id"] not in tasks:
                     tasks[s["id"]] = progress.add_task(
@@ -65,9 +64,7 @@ def follow(sweep_ids: list[int], interval: float = 1.0) -> list[dict]:
                     )
                 # A run stopped early (early stopping, cancel, divergence) counts as complete.
                 epochs = sum(
-                    c["epochs_total"]
-                    if c["status"] in ("succeeded", "failed", "cancelled")
-                    else c["epochs_done"]
+                    c["epochs_total"] if c["status"] in FINISHED else c["epochs_done"]
                     for c in s["children"]
                 )
                 progress.update(tasks[s["id"]], completed=epochs, state=state)

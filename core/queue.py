@@ -10,12 +10,14 @@ loses the marker too, and the reaper sends the job again.
 
 import logging
 from functools import lru_cache
+from typing import Any
 
 import redis
 from celery import Celery
 
 from core.constants import QUEUE, TRAIN_TASK
 from core.settings import Settings, get_settings
+from core.spec import ExperimentSpec, estimate_flops
 
 log = logging.getLogger("labq.queue")
 
@@ -116,6 +118,15 @@ def time_limits(flops: float | None, settings: Settings | None = None) -> tuple[
         estimate = flops / s.job_flops_per_second * s.time_limit_factor
         soft = int(min(max(estimate, s.min_time_limit), s.max_time_limit))
     return soft, int(soft * 1.1) + 30
+
+
+def spec_flops(raw: dict[str, Any]) -> float | None:
+    """A stored spec's estimated cost, for its time limits (None: it no longer validates, and
+    the maximum limit applies). The API and the reaper send every job with this."""
+    try:
+        return estimate_flops(ExperimentSpec.model_validate(raw))
+    except ValueError:
+        return None
 
 
 def enqueue(experiment_id: int, flops: float | None = None, resumed: bool = False) -> None:

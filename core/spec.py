@@ -5,6 +5,7 @@ is `layers`. The same model validates the API's input and, again, the worker's r
 """
 
 import random
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -165,3 +166,12 @@ def cost_error(spec: ExperimentSpec, max_flops: float) -> str | None:
             "(fewer epochs, units, layers or train_samples)"
         )
     return None
+
+
+# Tags of the spec's unions (layer kinds, validation modes) that pydantic puts in error locations.
+UNION_TAGS = frozenset({"dense", "dropout", "Holdout", "literal['test']"})
+
+
+def field_path(loc: Iterable[object]) -> list[str]:
+    """An error location as the client wrote it: the parts without pydantic's union tags."""
+    return [str(p) for p in loc if str(p) not in UNION_TAGS]

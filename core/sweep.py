@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.spec import ExperimentSpec, architecture, cost_error
+from core.spec import ExperimentSpec, architecture, cost_error, field_path
 
 MAX_REPEATS = 50
 CONFIG_KEY_MAX = 500
@@ -56,9 +56,7 @@ class Child:
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(
-        str(p) for p in loc if p not in ("dense", "dropout", "Holdout", "literal['test']")
-    )
+    return ".".join(field_path(loc))
 
 
 def set_path(doc: dict[str, Any], path: str, value: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from core.constants import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.constants import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING
 from core.settings import get_settings
 from core.spec import ExperimentSpec
 from db.models import Artifact, EpochRow, Experiment, utcnow
@@ -282,7 +282,7 @@ def update_experiment(session: Session, experiment_id: int, **values: Any) -> No
 
 
 def finish(session: Session, experiment_id: int, status: str, **values: Any) -> None:
-    assert status in (SUCCEEDED, FAILED, CANCELLED)
+    assert status in FINISHED
     hist = history(session, experiment_id)
     vals = [h.val_accuracy for h in hist if h.val_accuracy is not None]
     losses = [h.val_loss for h in hist if h.val_loss is not None]

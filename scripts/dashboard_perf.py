@@ -28,6 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.constants import FINISHED  # noqa: E402 - after the path insert above
 from tests.e2e.browser import launch  # noqa: E402
 from tests.stack import free_port  # noqa: E402
 
@@ -74,9 +75,7 @@ def fill_database(n: int) -> None:
                 "epochs_done": done,
                 "created_at": created,
                 "started_at": created + timedelta(seconds=5) if status != "queued" else None,
-                "finished_at": created + timedelta(seconds=60)
-                if status in ("succeeded", "failed", "cancelled")
-                else None,
+                "finished_at": created + timedelta(seconds=60) if status in FINISHED else None,
                 "train_seconds": 2.5 * done if done else None,
                 "params": param_count(spec),
                 "val_accuracy": acc,

@@ -17,9 +17,8 @@ from datetime import timedelta
 import redis
 
 from core.constants import FAILED
-from core.queue import enqueue, unsent
+from core.queue import enqueue, spec_flops, unsent
 from core.settings import get_settings
-from core.spec import ExperimentSpec, estimate_flops
 from db import repo
 from db.models import utcnow
 from db.session import session_scope
@@ -63,7 +62,7 @@ def reap(requeue_queued: bool = False) -> list[int]:
         return []
     requeue = resumed + fresh
     with session_scope() as session:
-        flops = {i: _flops(repo.get(session, i).spec) for i in requeue}
+        flops = {i: spec_flops(repo.get(session, i).spec) for i in requeue}
     # Interrupted jobs first and ahead of the queue (they keep their place); then the queued ones,
     # oldest first.
     for exp_id in requeue:
@@ -71,13 +70,6 @@ def reap(requeue_queued: bool = False) -> list[int]:
     if requeue:
         log.info("re-sent %d job(s) to the broker: %s", len(requeue), requeue)
     return requeue
-
-
-def _flops(raw: dict) -> float | None:
-    try:
-        return estimate_flops(ExperimentSpec.model_validate(raw))
-    except ValueError:
-        return None
 
 
 def _pid_alive(pid: int) -> bool:

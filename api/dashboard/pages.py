@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from core.constants import STATUSES
+from core.constants import FINISHED, STATUSES
 from db import repo
 from db.session import session_scope
 
@@ -59,7 +59,12 @@ def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]) -> HTM
             raise HTTPException(404, f"experiment {experiment_id} not found")
         name = exp.name
     return _page(
-        request, "run.html", f"#{experiment_id} {name}", experiment_id=experiment_id, name=name
+        request,
+        "run.html",
+        f"#{experiment_id} {name}",
+        experiment_id=experiment_id,
+        name=name,
+        finished=list(FINISHED),
     )
 
 

@@ -9,7 +9,6 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +25,7 @@ from api.schemas import (
 )
 from core import figures
 from core.constants import QUEUED, STATUSES
-from core.queue import enqueue
+from core.queue import enqueue, spec_flops
 from core.spec import ExperimentSpec, architecture, cost_error
 from db import repo
 from db.models import Experiment, utcnow
@@ -57,19 +56,21 @@ def submit(
     exp = repo.create_experiment(session, spec, **kw)
     idempotency.remember(session, idem, 202, accepted(exp), f"/experiments/{exp.id}")
     session.commit()
-    return exp, enqueue_stored([exp.id])
+    return exp, enqueue_stored([exp])
 
 
 def accepted(exp: Experiment, warning: str | None = None) -> Accepted:
     return Accepted(id=exp.id, status=exp.status, url=f"/experiments/{exp.id}", warning=warning)
 
 
-def enqueue_stored(ids: list[int]) -> str | None:
-    """Send already committed jobs to the broker; returns a warning instead of failing when the
-    broker is down (the jobs stay queued in SQL and are re-sent when a worker starts)."""
+def enqueue_stored(exps: list[Experiment]) -> str | None:
+    """Send already committed jobs to the broker, each with the time limits of its cost; returns a
+    warning instead of failing when the broker is down (the jobs stay queued in SQL and are
+    re-sent when a worker starts)."""
+    ids = [e.id for e in exps]
     try:
-        for exp_id in ids:
-            enqueue(exp_id)
+        for exp in exps:
+            enqueue(exp.id, spec_flops(exp.spec))
         return None
     except Exception as exc:
         log.warning("broker unavailable for experiment(s) %s: %s", ids, exc)
@@ -89,11 +90,7 @@ def arch_of(raw: dict[str, Any]) -> str:
 
 
 def to_public(session: Session, exp: Experiment) -> ExperimentPublic:
-    position = None
-    if exp.status == QUEUED:
-        position = session.scalar(
-            select(func.count()).where(Experiment.status == QUEUED, Experiment.id <= exp.id)
-        )
+    position = repo.queue_positions(session, [exp.id]).get(exp.id)
     started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
     base = f"/experiments/{exp.id}"
     return ExperimentPublic(
@@ -286,5 +283,5 @@ def retry(exp: ExperimentDep, session: SessionDep) -> ExperimentPublic:
         )
     session.commit()
     session.refresh(exp)
-    enqueue_stored([exp.id])
+    enqueue_stored([exp])
     return to_public(session, exp)

@@ -12,7 +12,7 @@ from api.deps import SessionDep, SettingsDep
 from api.idempotency import IdempotencyDep
 from api.routes.sweeps import queue_sweep
 from api.sweep_schemas import SweepAccepted
-from core.spec import ExperimentSpec
+from core.spec import ExperimentSpec, field_path
 from core.sweep import MAX_REPEATS, SweepSpec, set_path
 from lab import presets as lab
 
@@ -67,7 +67,7 @@ def _apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[st
             ExperimentSpec.model_validate(doc)
         except ValidationError as exc:
             for e in exc.errors():
-                loc = [str(p) for p in e["loc"] if p not in ("dense", "dropout", "Holdout")]
+                loc = field_path(e["loc"])
                 problems.append(
                     {"loc": ("body", "overrides", *loc), "msg": e["msg"], "type": e["type"]}
                 )

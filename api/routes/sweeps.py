@@ -72,7 +72,7 @@ def queue_sweep(
     )
     idempotency.remember(session, idem, 202, answer, answer.url)
     session.commit()
-    answer.warning = enqueue_stored([e.id for e in exps])
+    answer.warning = enqueue_stored(exps)
     response.headers["Location"] = answer.url
     return answer
 

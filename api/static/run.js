@@ -5,7 +5,7 @@
   const $ = id => document.getElementById(id);
   const e = labq.esc;
   const id = Number($("run").dataset.id);
-  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const FINISHED = window.LABQ_FINISHED;  // from core/constants.py, via the page
   let exp = null, history = [], stream = null, filtersFor = null;
 
   const kv = rows => rows.filter(r => r).map(([k, v]) => `<dt>${e(k)}</dt><dd>${v}</dd>`).join("");

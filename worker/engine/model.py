@@ -54,3 +54,36 @@ def layer_table(model: keras.Model) -> list[dict]:
             }
         )
     return rows
+
+
+def _mode(monitor: str) -> str:
+    return "max" if "acc" in monitor else "min"
+
+
+def spec_callbacks(spec: ExperimentSpec) -> list[keras.callbacks.Callback]:
+    """The Keras callbacks a spec asks for (early stopping, reduce-on-plateau), built the same way
+    for labq's engine and for the notebook baseline."""
+    out: list[keras.callbacks.Callback] = []
+    if spec.early_stopping:
+        es = spec.early_stopping
+        out.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+                mode=_mode(es.monitor),
+            )
+        )
+    if spec.reduce_lr_on_plateau:
+        rl = spec.reduce_lr_on_plateau
+        out.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=rl.monitor,
+                factor=rl.factor,
+                patience=rl.patience,
+                min_lr=rl.min_lr,
+                mode=_mode(rl.monitor),
+            )
+        )
+    return out

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from core.spec import ExperimentSpec, Holdout
 from worker.engine.data import Mnist
-from worker.engine.model import build_model, build_optimizer, layer_table
+from worker.engine.model import build_model, build_optimizer, layer_table, spec_callbacks
 from worker.engine.steps import Steps, resident, use_jit
 
 PROBE_SIZE = 512  # fixed batch of training images for per-layer gradient norms
@@ -54,11 +54,6 @@ class RunResult:
 def to_float(x: np.ndarray) -> np.ndarray:
     """The lab's preprocessing: pixels / 255 as float32."""
     return x.astype(np.float32) / 255.0
-
-
-def _mode(monitor: str) -> str:
-    """Explicit, since "auto" asks the compiled metrics, which `fit` never built here."""
-    return "max" if monitor.endswith("accuracy") else "min"
 
 
 def _finite(v) -> float | None:
@@ -177,28 +172,7 @@ def train(
     reporter = _Reporter(result, probe, on_epoch, 1)
     reporter.checkpoint = checkpoint
     callbacks: list[keras.callbacks.Callback] = [reporter]
-    if spec.early_stopping:
-        es = spec.early_stopping
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=es.monitor,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                restore_best_weights=es.restore_best_weights,
-                mode=_mode(es.monitor),
-            )
-        )
-    if spec.reduce_lr_on_plateau:
-        rl = spec.reduce_lr_on_plateau
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=rl.monitor,
-                factor=rl.factor,
-                patience=rl.patience,
-                min_lr=rl.min_lr,
-                mode=_mode(rl.monitor),
-            )
-        )
+    callbacks += spec_callbacks(spec)
     if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
         val = (x, y, n_fit, spec.n_train_total)
     else:
