@@ -1,17 +1,20 @@
-"""Who may call the API: bearer tokens, per-token limits, CORS.
+"""Who may call the API: bearer tokens and per-token limits.
 
 The rules, applied to every route by HTTP method (routes added later are covered without edits):
 - bound to loopback and no token created: everything open (the curl quick start);
 - bound to loopback once a token exists: writes (POST, PUT, PATCH, DELETE) need a token;
 - bound to anything else: every endpoint needs a token (`labq up` refuses to start without one);
 - `/health`, `/login` and the dashboard's static assets are always open; a token that is sent
-  must be valid, even where none is needed.
+  must be valid, even where none is needed. `/health` shows its details (database, broker,
+  worker names) only to a caller who may read the API; to anyone else, only its status.
 - The dashboard's browser sends its token as the `labq_token` cookie (set by `/login`), which
   counts for reads (GET, HEAD) only: writes need the Authorization header, so a cross-site form
   can never act with a user's cookie.
+What other sites' pages may do through a browser (CORS, cross-site writes, Host names) is
+api.web_guards' part.
 A token's requests are rate limited (settings.rate_limit_per_minute, 429 with Retry-After) and the
-experiments it creates count against settings.max_active_jobs_per_token (db.repo.acting_token).
-Tokens never appear in logs or error bodies.
+experiments it creates or retries count against settings.max_active_jobs_per_token
+(db.repo.acting_token). Tokens never appear in logs or error bodies.
 """
 
 import ipaddress
@@ -24,7 +27,6 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -36,9 +38,12 @@ from db.session import session_scope
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_METHODS = frozenset({"GET", "HEAD"})
-OPEN_PATHS = frozenset({"/health", "/login", "/favicon.ico"})
+HEALTH = "/health"
+OPEN_PATHS = frozenset({HEALTH, "/login", "/favicon.ico"})
 OPEN_PREFIXES = ("/static/", "/static-offline-docs/")
 COOKIE = "labq_token"
+# Set in the request's scope: whether the caller may read the API (what /health shows it).
+MAY_READ = "labq.may_read"
 JOBS_RETRY_AFTER = 30
 
 
@@ -81,6 +86,14 @@ def _cookie_auth(cookie_header: str) -> str | None:
     return f"Bearer {morsel.value}" if morsel is not None and morsel.value else None
 
 
+def _credentials(method: str, headers: Headers) -> str | None:
+    """The Authorization value: the header, or for reads the `labq_token` cookie."""
+    auth = headers.get("authorization")
+    if auth is None and method in READ_METHODS:
+        auth = _cookie_auth(headers.get("cookie", ""))
+    return auth
+
+
 def _lookup(token: str) -> int | None:
     with session_scope() as session:
         return tokens.lookup(session, token)
@@ -120,19 +133,18 @@ class Authenticate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         method, path = scope["method"], scope["path"]
+        if path == HEALTH:
+            return await self._health(scope, receive, send)
         if method == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
-        headers = Headers(scope=scope)
-        auth = headers.get("authorization")
-        if auth is None and method in READ_METHODS:
-            auth = _cookie_auth(headers.get("cookie", ""))
+        auth = _credentials(method, Headers(scope=scope))
         denied = await self._check(method, auth)
         if isinstance(denied, JSONResponse):
             refusal: Response = denied
             if (
                 denied.status_code == 401
                 and method in READ_METHODS
-                and "text/html" in headers.get("accept", "")
+                and "text/html" in Headers(scope=scope).get("accept", "")
             ):
                 # A person opening a page: send them to sign in, then back here.
                 target = quote(
@@ -146,6 +158,15 @@ class Authenticate:
             await self.app(scope, receive, send)
         finally:
             repo.acting_token.reset(reset)
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Always answered; its details only for a caller who could read the rest of the API."""
+        auth = _credentials("GET", Headers(scope=scope))
+        if auth is None:
+            scope[MAY_READ] = self.loopback
+        else:
+            scope[MAY_READ] = not isinstance(await self._check("GET", auth), JSONResponse)
+        await self.app(scope, receive, send)
 
     async def _check(self, method: str, header: str | None) -> JSONResponse | int | None:
         """The refusal to send, or the acting token's id (None: no token)."""
@@ -176,17 +197,9 @@ class Authenticate:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Add the auth middleware, the job-limit error handler and (if configured) CORS."""
+    """Add the auth middleware and the job-limit error handler."""
     app.add_middleware(Authenticate, settings=settings)
 
     @app.exception_handler(repo.QuotaExceeded)
     async def _quota(request: Request, exc: repo.QuotaExceeded) -> JSONResponse:
         return _too_many(str(exc), JOBS_RETRY_AFTER)
-
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-        )

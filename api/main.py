@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import auth, contract, errors, idempotency, metrics
+from api import auth, contract, errors, idempotency, metrics, web_guards
 from api.dashboard import pages as dashboard
 from api.middleware import LimitBody, LimitInflight
 from api.routes import events, experiments, health, presets, sweeps
@@ -33,6 +33,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.add_exception_handler(idempotency.Replay, idempotency.replay_handler)
     auth.install(app, settings)
+    web_guards.install(app, settings)
 
     app.add_middleware(LimitInflight, limit=settings.max_inflight_requests)
     app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)

@@ -95,7 +95,9 @@ class Accepted(BaseModel):
 
 
 class Health(BaseModel):
+    """The details are left out for a caller who may not read the API (see api.auth)."""
+
     status: str
-    database: str
-    broker: str
-    workers: list[str]
+    database: str | None = None
+    broker: str | None = None
+    workers: list[str] | None = None

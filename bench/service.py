@@ -62,7 +62,7 @@ class BenchClient:
 
     def cancel(self, exp_id: int) -> None:
         try:
-            self.http.post(f"/experiments/{exp_id}/cancel")
+            self.http.post(f"/experiments/{exp_id}/cancel", json={})
         except httpx.HTTPError:
             pass
 

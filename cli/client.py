@@ -23,6 +23,9 @@ def client() -> httpx.Client:
 
 
 def call(method: str, path: str, **kw) -> httpx.Response:
+    if method.upper() not in ("GET", "HEAD") and "json" not in kw:
+        # The API takes every write as JSON, with or without a body (api/web_guards.py).
+        kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
     try:
         with client() as c:
             resp = c.request(method, path, **kw)

@@ -22,6 +22,7 @@ from cli import datadir, ports
 from cli import tokens as tokens_cli
 from cli.stack import log_dir, stack_children
 from cli.supervisor import Interrupted, StackError, Supervisor
+from core import privacy
 from core.settings import Settings, get_settings
 
 console = Console(highlight=False)
@@ -217,8 +218,9 @@ def up(
         os.environ["LABQ_HOST"] = host  # the API child reads it too
         get_settings.cache_clear()
     settings = get_settings()
+    privacy.private_umask()
+    privacy.make_private(settings.data_dir)
     tokens_cli.refuse_open_bind(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     if detach:
         _detach(settings, concurrency)
         return

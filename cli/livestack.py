@@ -35,6 +35,8 @@ class LiveStack:
     concurrency: int = 1  # worker processes (`labq up --concurrency`)
     port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
+    # A token to read /health's details with (needed beyond loopback: see api.auth).
+    token: str = ""
     proc: subprocess.Popen | None = None
 
     @property
@@ -73,11 +75,12 @@ class LiveStack:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"labq up exited: {self.logs()}")
             try:
-                h = httpx.get(f"{self.url}/health", timeout=3).json()
+                h = httpx.get(f"{self.url}/health", headers=auth, timeout=3).json()
                 if h["status"] == "ok" and (h["workers"] or not wait_workers):
                     return self
             except (httpx.HTTPError, ValueError, KeyError):

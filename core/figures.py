@@ -1,5 +1,10 @@
 """PNG figures, drawn with matplotlib's object API (thread-safe, no pyplot state):
-the lab's first-layer filters, graficar_history and comparar_histories."""
+the lab's first-layer filters, graficar_history and comparar_histories.
+
+Names of runs and sweeps and the labels of sweep configurations come from clients: they are drawn
+as plain text (no mathtext, no TeX), so `$\\sqrt{x}$` shows those characters and no name can
+make a figure fail.
+"""
 
 import io
 from collections.abc import Sequence
@@ -11,6 +16,15 @@ matplotlib.use("Agg")
 import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+PLAIN = {"usetex": False, "parse_math": False}
+
+
+def _plain(texts: Sequence[Text]) -> None:
+    for text in texts:
+        text.set_usetex(False)
+        text.set_parse_math(False)
 
 
 def _png(fig: Figure) -> bytes:
@@ -41,11 +55,11 @@ def history_png(history: Sequence[dict[str, Any]], label: str) -> bytes:
         ax = fig.add_subplot(1, 2, i + 1)
         ax.plot(epochs, [h[metric] for h in history], marker="o", label="train")
         ax.plot(epochs, [h[f"val_{metric}"] for h in history], marker="o", label="validation")
-        ax.set_title(f"{title} during training - {label}")
+        ax.set_title(f"{title} during training - {label}", **PLAIN)
         ax.set_xlabel("Epoch")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        _plain(ax.legend().get_texts())
     return _png(fig)
 
 
@@ -62,10 +76,10 @@ def compare_png(
             ax.plot(
                 [h["epoch"] for h in history], [h[metric] for h in history], marker=".", label=label
             )
-        ax.set_title(f"Comparison of {name}" + (f" - {title}" if title else ""))
+        ax.set_title(f"Comparison of {name}" + (f" - {title}" if title else ""), **PLAIN)
         ax.set_xlabel("Epoch")
         ax.set_ylabel(name.capitalize())
         ax.grid(alpha=0.3)
         if histories:
-            ax.legend(fontsize=8)
+            _plain(ax.legend(fontsize=8).get_texts())
     return _png(fig)

@@ -8,8 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core import privacy
 
 
 class Settings(BaseSettings):
@@ -31,8 +33,12 @@ class Settings(BaseSettings):
         32, ge=1, le=1000, validation_alias=AliasChoices("LABQ_MAX_INFLIGHT_REQUESTS")
     )
     max_body_bytes: int = Field(1_000_000, validation_alias=AliasChoices("LABQ_MAX_BODY_BYTES"))
-    # Server-sent-event streams open at once (each polls the database twice a second).
+    # Server-sent-event streams open at once (each polls the database twice a second), in all
+    # and per token (requests without a token share one allowance).
     max_event_streams: int = Field(32, validation_alias=AliasChoices("LABQ_MAX_EVENT_STREAMS"))
+    max_event_streams_per_token: int = Field(
+        8, ge=1, validation_alias=AliasChoices("LABQ_MAX_EVENT_STREAMS_PER_TOKEN")
+    )
 
     # Worker behaviour.
     lease_seconds: int = Field(120, validation_alias=AliasChoices("LABQ_LEASE_SECONDS"))
@@ -94,6 +100,26 @@ class Settings(BaseSettings):
     )
     # Seconds a client is told to wait (Retry-After) when the database refuses a write.
     db_retry_after: int = Field(5, ge=1, validation_alias=AliasChoices("LABQ_DB_RETRY_AFTER"))
+    # Bound to loopback, the API answers only requests addressed to localhost, 127.0.0.1 or
+    # [::1]; a proxy in front of it that forwards another Host name lists it here (a JSON list,
+    # "*.example.org" matches subdomains).
+    allowed_hosts: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("LABQ_ALLOWED_HOSTS")
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        """Names as a Host header carries them, without port: `labq.example.org`, `[::1]`, or
+        `*.example.org` for every subdomain."""
+        for host in hosts:
+            bare = host.removeprefix("*.")
+            if not bare or "*" in bare or "/" in bare or (":" in bare and not bare.startswith("[")):
+                raise ValueError(
+                    f"LABQ_ALLOWED_HOSTS: {host!r} is not a host name (no scheme or port; "
+                    "'*.' only as a prefix)"
+                )
+        return [h.lower() for h in hosts]
 
     # SQLite: how long a write waits for a lock before failing (the worker then retries).
     sqlite_busy_ms: int = Field(30000, ge=0, validation_alias=AliasChoices("LABQ_SQLITE_BUSY_MS"))
@@ -113,7 +139,12 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        """REDIS_URL, or the embedded Redis with the password `labq up` keeps in the data dir."""
+        if self.redis_url:
+            return self.redis_url
+        password = privacy.redis_password(self.data_dir)
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
 
     @property
     def embedded_redis(self) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.constants import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING
 from core.settings import get_settings
 from core.spec import ExperimentSpec
-from db.models import Artifact, EpochRow, Experiment, utcnow
+from db.models import Artifact, EpochRow, Experiment, Token, utcnow
 from db.session import rowcount
 
 # The API token a request acts for (set by api.auth for the request's duration): every experiment
@@ -37,6 +37,35 @@ def active_jobs(session: Session, token_id: int) -> int:
     )
 
 
+def lock_token(session: Session, token_id: int) -> None:
+    """Make this transaction the only one, until it ends, that may add active jobs for the token,
+    so that counting them and adding one are a single step. PostgreSQL locks the token's row
+    (SELECT ... FOR NO KEY UPDATE, which still lets inserts check their foreign key). SQLite
+    takes its single write lock now, as BEGIN IMMEDIATE would: a write to the row (of the same
+    value) starts the transaction and SQLite holds the lock until the commit. Another request
+    for the same token waits here until this one commits."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Token.id).where(Token.id == token_id).with_for_update(key_share=True)
+        )
+    else:
+        session.execute(update(Token).where(Token.id == token_id).values(revoked=Token.revoked))
+
+
+def check_quota(session: Session, token_id: int, adding: int = 1) -> None:
+    """Raise QuotaExceeded unless the token may have `adding` more queued or running jobs. Takes
+    the token's lock first (held until the caller commits), so concurrent requests of one token
+    see each other's jobs."""
+    limit = get_settings().max_active_jobs_per_token
+    lock_token(session, token_id)
+    session.flush()  # count this request's earlier experiments too (a sweep's children)
+    if active_jobs(session, token_id) + adding > limit:
+        raise QuotaExceeded(
+            f"this token already has {limit} queued or running jobs "
+            "(the limit); wait for some to finish"
+        )
+
+
 def create_experiment(
     session: Session,
     spec: ExperimentSpec,
@@ -48,13 +77,7 @@ def create_experiment(
     if token_id is None:
         token_id = acting_token.get()
     if token_id is not None:
-        limit = get_settings().max_active_jobs_per_token
-        session.flush()  # count this request's earlier experiments too (a sweep's children)
-        if active_jobs(session, token_id) >= limit:
-            raise QuotaExceeded(
-                f"this token already has {limit} queued or running jobs "
-                "(the limit); wait for some to finish"
-            )
+        check_quota(session, token_id)
     exp = Experiment(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -311,8 +334,16 @@ def retry(session: Session, experiment_id: int) -> bool:
     """Queue a failed or cancelled job again, from scratch: its epochs, artifacts, results and
     error are cleared. Its attempt number is kept (the next run is attempt + 1: a process of an
     old attempt that wakes up later can never pass for the new run), and the attempt cap counts
-    afresh from here (`retry_base`). False when the job is in another status (nothing is changed
-    then)."""
+    afresh from here (`retry_base`). A token that retries a job is charged for it like for a
+    submit (QuotaExceeded over its limit) and owns it from then on. False when the job is in
+    another status (nothing is changed then)."""
+    token_id = acting_token.get()
+    owner: dict[str, int] = {}
+    if token_id is not None:
+        status = session.scalar(select(Experiment.status).where(Experiment.id == experiment_id))
+        if status in RETRYABLE:
+            check_quota(session, token_id)
+            owner = {"token_id": token_id}
     result = session.execute(
         update(Experiment)
         .where(Experiment.id == experiment_id, Experiment.status.in_(RETRYABLE))
@@ -339,6 +370,7 @@ def retry(session: Session, experiment_id: int) -> bool:
             device=None,
             retry_base=Experiment.attempt,
             lease_expires_at=None,
+            **owner,
         )
     )
     done = rowcount(result)

@@ -46,7 +46,7 @@ def make_engine(url: str) -> Engine:
 @lru_cache
 def get_engine() -> Engine:
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # see core.privacy
     return make_engine(settings.db_url)
 
 

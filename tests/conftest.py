@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cli.stack import redis_server_binary
+from cli.stack import redis_server_binary, write_redis_config
 from tests.stack import Stack, create_pg_database, free_port
 
 TINY = {"layers": [{"units": 32}], "epochs": 2, "batch_size": 128, "train_samples": 2000}
@@ -27,29 +27,23 @@ def pg_admin_url() -> str | None:
     return url
 
 
+EXTERNAL_REDIS_PASSWORD = "distributed-test-password"
+
+
 @pytest.fixture(scope="session")
 def external_redis(tmp_path_factory):
-    """A Redis server started by the test, standing in for the distributed mode's broker."""
+    """A Redis server started by the test, standing in for the distributed mode's broker: like
+    docker-compose.yml's, it needs a password (given in REDIS_URL) and has no CONFIG command."""
     port = free_port()
     d = tmp_path_factory.mktemp("redis")
+    conf = write_redis_config(d / "redis.conf", EXTERNAL_REDIS_PASSWORD)
     proc = subprocess.Popen(
-        [
-            str(redis_server_binary()),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(d),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-        ],
+        [str(redis_server_binary()), str(conf), "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--dir", str(d), "--save", "", "--appendonly", "yes"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    yield f"redis://127.0.0.1:{port}/0"
+    yield f"redis://:{EXTERNAL_REDIS_PASSWORD}@127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
 

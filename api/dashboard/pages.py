@@ -7,6 +7,7 @@ labq itself from api/static, so the dashboard works on an offline machine.
 
 from pathlib import Path as FilePath
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,14 +42,29 @@ def queue_page(request: Request) -> HTMLResponse:
     return _page(request, "queue.html", "Runs", statuses=STATUSES)
 
 
+def same_origin_path(target: str) -> str:
+    """`target` when it is a path on this server, else "/". Browsers read a backslash as a slash
+    and drop tabs and newlines from URLs, so `/\\host` or `/<tab>/host` would leave labq: a
+    path with either, any control character or whitespace, or an authority of its own is refused.
+    (api/static/common.js applies the same rule again in the browser.)"""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(c.isspace() or not c.isprintable() for c in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(
     request: Request, next: Annotated[str, Query(max_length=2000)] = "/"
 ) -> HTMLResponse:
-    """Paste an API token; the page keeps it for this browser (see api/auth.py)."""
-    if not next.startswith("/") or next.startswith("//"):
-        next = "/"  # only ever back into labq itself
-    return _page(request, "login.html", "Sign in", next_url=next)
+    """Paste an API token; the page keeps it for this browser (see api/auth.py), then goes back
+    to `next`, only ever a page of labq itself."""
+    return _page(request, "login.html", "Sign in", next_url=same_origin_path(next))
 
 
 @router.get("/runs/{experiment_id}", response_class=HTMLResponse)

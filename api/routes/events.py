@@ -6,9 +6,10 @@ from the API process every POLL_SECONDS. A queue stream first reads one aggregat
 experiments table; only when that changed does it read the rows that can have changed (running
 ones, ones that left the queue or the running set, new ones) and it sends those whose visible state
 differs from what it sent before. Streams are bounded: at most `max_event_streams` at once per API
-process (503 beyond), each ends after MAX_STREAM_SECONDS (an EventSource reconnects by itself), at
-most MAX_ROWS_PER_TICK rows per poll, and a client that goes away cancels its generator at its next
-await, which releases its slot.
+process and `max_event_streams_per_token` per token (requests without a token count as one caller),
+503 beyond; each ends after MAX_STREAM_SECONDS (an EventSource reconnects by itself), at most
+MAX_ROWS_PER_TICK rows per poll, and a client that goes away cancels its generator at its next
+await, which releases its place.
 
 Events of `/events`: `hello`, `queue` ({"queued", "running", "total"}), `experiment` (the
 ExperimentSummary of GET /experiments). Events of `/experiments/{id}/events`: `experiment` (the
@@ -19,21 +20,23 @@ attempt starts), `epoch` (one new epoch row), `end` (the run finished; the strea
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.sse import ServerSentEvent, format_sse_event
 from sqlalchemy import case, func, select
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from api.deps import SettingsDep
 from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
+from core.settings import Settings
 from db import repo
 from db.models import EpochRow, Experiment
 from db.session import session_scope
@@ -45,27 +48,68 @@ RETRY_MS = 2000
 KEEPALIVE_SECONDS = 15
 
 router = APIRouter(tags=["events"])
-_open_streams = 0
 
 
-def stream_slot(settings: SettingsDep) -> None:
-    """Refuse a stream up front (before any byte is sent) when this process serves enough."""
-    if _open_streams >= settings.max_event_streams:
-        raise HTTPException(
-            503,
-            f"too many event streams open ({settings.max_event_streams}); "
-            "poll GET /experiments instead",
+class StreamPlaces:
+    """Open streams of this API process, in all and per token. A place is taken when a stream's
+    response starts, by a check and a count with no await between them (so two requests on the
+    event loop can never both take the last one), and given back when the response ends,
+    however it ends."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_token: Counter[int | None] = Counter()  # token id (None: no token) -> open streams
+
+    def take(self, token: int | None, settings: Settings) -> str | None:
+        """Take a place for `token`; the reason for a refusal instead, if there is none."""
+        if self.total >= settings.max_event_streams:
+            return (
+                f"too many event streams open ({settings.max_event_streams}); "
+                "poll GET /experiments instead"
+            )
+        if self.by_token[token] >= settings.max_event_streams_per_token:
+            return (
+                "too many event streams open for this caller "
+                f"({settings.max_event_streams_per_token} per token); close one, or poll "
+                "GET /experiments instead"
+            )
+        self.total += 1
+        self.by_token[token] += 1
+        return None
+
+    def give_back(self, token: int | None) -> None:
+        self.total -= 1
+        self.by_token[token] -= 1
+        if not self.by_token[token]:
+            del self.by_token[token]
+
+
+places = StreamPlaces()
+
+
+class EventStream(StreamingResponse):
+    """A stream that holds a place for as long as it is being sent, or a 503 when none is left
+    (decided before any byte is sent)."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], token: int | None, settings: Settings
+    ) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        self.token, self.settings = token, settings
 
-
-@contextmanager
-def _counted() -> Iterator[None]:
-    global _open_streams
-    _open_streams += 1
-    try:
-        yield
-    finally:
-        _open_streams -= 1
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = places.take(self.token, self.settings)
+        if refusal is not None:
+            refused = JSONResponse({"detail": refusal, "message": refusal}, status_code=503)
+            return await refused(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            places.give_back(self.token)
 
 
 class QueueWatch:
@@ -165,8 +209,8 @@ class QueueWatch:
 class RunWatch:
     """What one run's stream has sent: its visible state and the epochs it has delivered."""
 
-    def __init__(self, experiment_id: int):
-        self.id = experiment_id
+    def __init__(self, experiment_id: int, viewer: int | None) -> None:
+        self.id, self.viewer = experiment_id, viewer  # the token it is streamed to
         self.mark: tuple[Any, ...] | None = None
         self.attempt: int | None = None
         self.epoch = 0
@@ -178,7 +222,7 @@ class RunWatch:
             if exp is None:  # deleted while watched
                 self.done = True
                 return [ServerSentEvent(event="end", data={"id": self.id, "status": None})]
-            public = to_public(s, exp)
+            public = to_public(s, exp, self.viewer)
             events: list[ServerSentEvent] = []
             mark = (
                 exp.status,
@@ -243,31 +287,26 @@ async def _stream(request: Request, watch: QueueWatch | RunWatch) -> AsyncIterat
     """Poll, send what changed, sleep; until the client leaves, the watch is done or the stream
     has lived MAX_STREAM_SECONDS. A disconnect is noticed here at the next tick (and Starlette
     cancels this generator as soon as it sees one), so the place is freed within a poll."""
-    with _counted():
-        yield encode(
-            ServerSentEvent(event="hello", data={"poll_seconds": POLL_SECONDS}, retry=RETRY_MS)
-        )
-        started = last_sent = time.monotonic()
-        while time.monotonic() - started < MAX_STREAM_SECONDS and not watch.done:
-            if await request.is_disconnected():
-                return
-            events = await run_in_threadpool(watch.poll)
-            for event in events:
-                yield encode(event)
-            if events:
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
-                last_sent = time.monotonic()
-                yield b": keep-alive\n\n"
-            await asyncio.sleep(POLL_SECONDS)
-
-
-def _response(request: Request, watch: QueueWatch | RunWatch) -> StreamingResponse:
-    return StreamingResponse(
-        _stream(request, watch),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    yield encode(
+        ServerSentEvent(event="hello", data={"poll_seconds": POLL_SECONDS}, retry=RETRY_MS)
     )
+    started = last_sent = time.monotonic()
+    while time.monotonic() - started < MAX_STREAM_SECONDS and not watch.done:
+        if await request.is_disconnected():
+            return
+        events = await run_in_threadpool(watch.poll)
+        for event in events:
+            yield encode(event)
+        if events:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _response(request: Request, watch: QueueWatch | RunWatch, settings: Settings) -> EventStream:
+    return EventStream(_stream(request, watch), repo.acting_token.get(), settings)
 
 
 def run_exists(experiment_id: int = Path(ge=1)) -> int:
@@ -277,23 +316,21 @@ def run_exists(experiment_id: int = Path(ge=1)) -> int:
     return experiment_id
 
 
-@router.get(
-    "/events",
-    dependencies=[Depends(stream_slot)],
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
-async def queue_events(request: Request) -> StreamingResponse:
+STREAM_RESPONSES = {
+    200: {"content": {"text/event-stream": {}}},
+    503: {"description": "no place left for another stream (in all, or for this token)"},
+}
+
+
+@router.get("/events", responses=STREAM_RESPONSES)
+async def queue_events(request: Request, settings: SettingsDep) -> StreamingResponse:
     """Changes of every experiment, as they reach the database (see the module docstring)."""
-    return _response(request, QueueWatch())
+    return _response(request, QueueWatch(), settings)
 
 
-@router.get(
-    "/experiments/{experiment_id}/events",
-    dependencies=[Depends(stream_slot)],
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
+@router.get("/experiments/{experiment_id}/events", responses=STREAM_RESPONSES)
 async def run_events(
-    request: Request, experiment_id: int = Depends(run_exists)
+    request: Request, settings: SettingsDep, experiment_id: int = Depends(run_exists)
 ) -> StreamingResponse:
     """One run's state and epochs as they are written; ends when the run has finished."""
-    return _response(request, RunWatch(experiment_id))
+    return _response(request, RunWatch(experiment_id, repo.acting_token.get()), settings)

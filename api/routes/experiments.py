@@ -89,7 +89,26 @@ def arch_of(raw: dict[str, Any]) -> str:
         return "(invalid spec)"
 
 
-def to_public(session: Session, exp: Experiment) -> ExperimentPublic:
+def traceback_for(exp: Experiment, viewer: int | None) -> str | None:
+    """A failed run's traceback (server paths, code) is shown only to whoever submitted the run:
+    the same token, or for a run submitted without one (an open loopback stack, one local user),
+    a caller without one."""
+    return exp.traceback if exp.token_id == viewer else None
+
+
+class _RequestToken:
+    """The default viewer of to_public: the token of the request being answered."""
+
+
+REQUEST_TOKEN = _RequestToken()
+
+
+def to_public(
+    session: Session, exp: Experiment, viewer: int | None | _RequestToken = REQUEST_TOKEN
+) -> ExperimentPublic:
+    """`viewer`: the token id the caller acts with (None: no token); by default the request's."""
+    if isinstance(viewer, _RequestToken):
+        viewer = repo.acting_token.get()
     position = repo.queue_positions(session, [exp.id]).get(exp.id)
     started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
     base = f"/experiments/{exp.id}"
@@ -118,7 +137,7 @@ def to_public(session: Session, exp: Experiment) -> ExperimentPublic:
         params=exp.params,
         layers=exp.layers,
         error=exp.error,
-        traceback=exp.traceback,
+        traceback=traceback_for(exp, viewer),
         cancel_requested=exp.cancel_requested,
         attempt=exp.attempt,
         worker=exp.worker,

@@ -1,6 +1,9 @@
 """/health: does the database take a write, does the broker answer and can it persist what it is
 given (its append-only file and snapshots write), which workers answer. 503 when a part is down.
 
+Open to everyone, as a load balancer's probe; the parts and the workers' host names are shown only
+to a caller who may read the API (api.auth sets MAY_READ), anyone else gets the status alone.
+
 Asking the workers (a Celery broadcast ping) always waits its whole timeout, because nobody knows
 how many workers will answer. So the list is cached: a request older than `WORKERS_TTL` seconds
 starts one background refresh and answers with the last known list; only the very first request
@@ -14,9 +17,10 @@ import time
 from collections.abc import Callable
 
 import redis
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
+from api.auth import MAY_READ
 from api.deps import SessionDep, SettingsDep
 from api.schemas import Health
 from core.queue import producer
@@ -117,16 +121,19 @@ def _broker_status(url: str) -> str:
     return f"error: cannot persist ({', '.join(failing)})" if failing else "ok"
 
 
-@router.get("/health", response_model=Health)
-def health(session: SessionDep, settings: SettingsDep, response: Response) -> Health:
+@router.get("/health", response_model=Health, response_model_exclude_none=True)
+def health(
+    request: Request, session: SessionDep, settings: SettingsDep, response: Response
+) -> Health:
     database = _database(session, settings.db_url)
     broker = _broker_status(settings.broker_url)
     workers = _workers.get() if broker == "ok" else []
     ok = database == "ok" and broker == "ok"
     response.status_code = 200 if ok else 503
-    return Health(
-        status="ok" if ok else "degraded", database=database, broker=broker, workers=workers
-    )
+    status = "ok" if ok else "degraded"
+    if not request.scope.get(MAY_READ):
+        return Health(status=status)
+    return Health(status=status, database=database, broker=broker, workers=workers)
 
 
 def known_workers() -> list[str]:

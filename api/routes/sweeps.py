@@ -77,6 +77,18 @@ def queue_sweep(
     return answer
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A string that a spreadsheet would read as a formula, prefixed with ' so it stays text
+    (OWASP's advice for CSV injection); numbers are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def get_sweep(sweep_id: IdPath, session: SessionDep) -> Sweep:
     sweep = db_sweeps.get_sweep(session, sweep_id)
     if sweep is None:
@@ -182,37 +194,25 @@ def results_csv(sweep: SweepDep, session: SessionDep) -> Response:
     paths = list(sweep.grid)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(
-        [
-            "sweep_id",
-            "experiment_id",
-            "config_key",
-            "label",
-            *paths,
-            "seed",
-            "status",
-            "diverged",
-            *METRICS,
-        ]
-    )
+    header = ["sweep_id", "experiment_id", "config_key", "label", *paths, "seed", "status"]
+    writer.writerow([csv_cell(c) for c in [*header, "diverged", *METRICS]])
     for r in rows:
         config = [
             json.dumps(r.config[p]) if isinstance(r.config[p], (list, dict)) else r.config[p]
             for p in paths
         ]
-        writer.writerow(
-            [
-                sweep.id,
-                r.id,
-                r.config_key,
-                r.label,
-                *config,
-                r.seed,
-                r.status,
-                r.diverged,
-                *("" if getattr(r, m) is None else getattr(r, m) for m in METRICS),
-            ]
-        )
+        cells = [
+            sweep.id,
+            r.id,
+            r.config_key,
+            r.label,
+            *config,
+            r.seed,
+            r.status,
+            r.diverged,
+            *("" if getattr(r, m) is None else getattr(r, m) for m in METRICS),
+        ]
+        writer.writerow([csv_cell(c) for c in cells])
     return Response(
         buf.getvalue(),
         media_type="text/csv",

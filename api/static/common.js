@@ -18,14 +18,27 @@ const labq = (() => {
     }
   }
 
-  /** fetch() a JSON endpoint; resolves to the parsed body, rejects with {status, body}. */
+  /** `target` if it is a path on this server, else "/" (the server's rule, checked again here:
+   *  no backslash, whitespace or control character, no second slash, and the same origin once
+   *  resolved), so a sign-in link can never send the browser to another site. */
+  function sameOriginPath(target) {
+    if (typeof target !== "string" || !target.startsWith("/") || target.startsWith("//") ||
+        /[\\\s\u0000-\u001f\u007f-\u009f]/.test(target)) return "/";
+    const url = new URL(target, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  }
+
+  /** fetch() a JSON endpoint; resolves to the parsed body, rejects with {status, body}.
+   *  Every write is sent as JSON, with or without a body: the server refuses anything else. */
   async function api(path, options = {}) {
+    const method = options.method || (options.json !== undefined ? "POST" : "GET");
     const headers = { Accept: "application/json", ...(options.headers || {}) };
-    if (options.json !== undefined) headers["Content-Type"] = "application/json";
+    if (options.json !== undefined || !["GET", "HEAD"].includes(method)) {
+      headers["Content-Type"] = "application/json";
+    }
     if (token()) headers.Authorization = "Bearer " + token();
     const response = await fetch(path, {
-      method: options.method || (options.json !== undefined ? "POST" : "GET"),
-      headers, body: options.json !== undefined ? JSON.stringify(options.json) : undefined,
+      method, headers, body: options.json !== undefined ? JSON.stringify(options.json) : undefined,
     });
     let body = null;
     const text = await response.text();
@@ -103,10 +116,10 @@ const labq = (() => {
     if (!el) return;
     try {
       const h = await fetch("/health").then(r => r.json());
-      const n = (h.workers || []).length;
-      el.className = "pill " + (h.status === "ok" && n ? "ok" : "bad");
-      el.innerHTML = `<span class="dot"></span>${h.status === "ok" ? `${n} worker${n === 1 ? "" : "s"}` :
-        "degraded"}`;
+      const n = (h.workers || []).length;  // no details without the right to read: status only
+      el.className = "pill " + (h.status === "ok" && (n || !h.workers) ? "ok" : "bad");
+      el.innerHTML = `<span class="dot"></span>${h.status !== "ok" ? "degraded" :
+        h.workers ? `${n} worker${n === 1 ? "" : "s"}` : "ok"}`;
       el.title = `database: ${h.database} · broker: ${h.broker}`;
     } catch (e) {
       el.className = "pill bad"; el.textContent = "API unreachable";
@@ -119,5 +132,5 @@ const labq = (() => {
     setInterval(refreshHealth, 15000);
   });
 
-  return { api, errorText, esc, num, pct, secs, loss, when, badge, progress, live, token, setToken };
+  return { api, sameOriginPath, errorText, esc, num, pct, secs, loss, when, badge, progress, live, token, setToken };
 })();

@@ -84,7 +84,7 @@ def test_bad_json_unknown_ids_and_oversized_bodies(client):
         "/experiments/999999/history.png",
     ]:
         assert client.get(path).status_code == 404
-    assert client.post("/experiments/999999/cancel").status_code == 404
+    assert client.post("/experiments/999999/cancel", json={}).status_code == 404
     assert client.get("/experiments/abc").status_code == 422
 
 
@@ -110,15 +110,15 @@ def test_submit_lists_and_filters_queued_jobs(client):
 
 def test_cancel_and_retry_follow_the_job_state(client):
     exp_id = client.post("/experiments", json=TINY).json()["id"]
-    assert client.post(f"/experiments/{exp_id}/retry").status_code == 409  # queued
+    assert client.post(f"/experiments/{exp_id}/retry", json={}).status_code == 409  # queued
     assert client.get(f"/experiments/{exp_id}/history").json() == []
     for figure in ("filters.png", "history.png"):
         assert client.get(f"/experiments/{exp_id}/{figure}").status_code in (404, 409)
-    cancelled = client.post(f"/experiments/{exp_id}/cancel")
+    cancelled = client.post(f"/experiments/{exp_id}/cancel", json={})
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
-    retried = client.post(f"/experiments/{exp_id}/retry")
+    retried = client.post(f"/experiments/{exp_id}/retry", json={})
     assert retried.status_code == 202 and retried.json()["status"] == "queued"
-    assert client.post("/experiments/999999/retry").status_code == 404
+    assert client.post("/experiments/999999/retry", json={}).status_code == 404
 
 
 def test_openapi_documents_every_route(client):

@@ -249,7 +249,7 @@ def test_sweep_filter_and_sweep_compare(stack, recorder):
     )
     assert r.status_code == 202, r.text
     sweep = r.json()
-    httpx.post(f"{stack.url}/sweeps/{sweep['id']}/cancel")  # no need to train them here
+    httpx.post(f"{stack.url}/sweeps/{sweep['id']}/cancel", json={})  # no need to train them here
     children = sorted(sweep["children"])
     assert len(children) == 2
 

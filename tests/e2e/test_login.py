@@ -61,3 +61,52 @@ def test_sign_in_then_live_runs_page(guarded, browser):
     assert cookies["labq_token"]["sameSite"] == "Strict"
     rec.check()
     rec.context.close()
+
+
+@pytest.mark.parametrize(
+    "target", ["/%5Cevil.example", "/%09/evil.example", "//evil.example", "/%5C%5Cevil.example"]
+)
+def test_sign_in_never_leaves_labq(guarded, browser, target):
+    """A link to /login?next=... that would point the browser at another site after the token is
+    entered: the browser lands on labq's own runs page instead."""
+    rec = Recorder(browser)
+    left = []
+    rec.context.route("**/*", lambda route: _stay_home(route, guarded.url, left))
+    page = rec.page()
+    page.goto(f"{guarded.url}/login?next={target}")
+    page.fill("#token", guarded.token)
+    page.click("#login button[type=submit]")
+    page.wait_for_url(guarded.url + "/")
+    assert left == []
+    rec.check()
+    rec.context.close()
+
+
+def _stay_home(route, home: str, left: list) -> None:
+    """Let requests to labq through; record (and stop) any other."""
+    if route.request.url.startswith(home + "/"):
+        route.continue_()
+    else:
+        left.append(route.request.url)
+        route.abort()
+
+
+def test_the_page_checks_the_target_again(guarded, browser):
+    """The same rule in the browser (api/static/common.js), for a target the server let by."""
+    rec = Recorder(browser)
+    page = rec.page()
+    page.goto(f"{guarded.url}/login")
+    checks = {
+        "/runs/2?x=1#top": "/runs/2?x=1#top",
+        "/\\evil.example": "/",
+        "/\\/evil.example": "/",
+        "/\t/evil.example": "/",
+        "/\n/evil.example": "/",
+        "//evil.example": "/",
+        "http://evil.example/": "/",
+        "evil.example": "/",
+        "/\u0085/evil.example": "/",
+    }
+    for target, expected in checks.items():
+        assert page.evaluate("t => labq.sameOriginPath(t)", target) == expected, target
+    rec.context.close()

@@ -65,7 +65,7 @@ def test_tokens_guard_writes_and_limits_apply(guarded):
         r = httpx.post(f"{url}/experiments", json=SPEC, headers={"Authorization": bad})
         assert r.status_code == 401, bad
         assert token not in r.text
-    assert httpx.post(f"{url}/experiments/1/cancel").status_code == 401
+    assert httpx.post(f"{url}/experiments/1/cancel", json={}).status_code == 401
     assert httpx.get(f"{url}/experiments").status_code == 200
     assert (
         httpx.get(f"{url}/experiments", headers={"Authorization": "Bearer wrong"}).status_code
@@ -99,7 +99,10 @@ def test_tokens_guard_writes_and_limits_apply(guarded):
     engine.dispose()
     assert owners == ["alice", "alice"]
     for exp_id in ids:
-        assert httpx.post(f"{url}/experiments/{exp_id}/cancel", headers=good).status_code == 202
+        assert (
+            httpx.post(f"{url}/experiments/{exp_id}/cancel", headers=good, json={}).status_code
+            == 202
+        )
 
     # Requests per minute per token: 40, then 429 with Retry-After.
     codes = [httpx.get(f"{url}/experiments", headers=good).status_code for _ in range(45)]
@@ -122,6 +125,12 @@ def test_cors_allowlist(guarded):
         f"{guarded.url}/experiments", headers={"Origin": "http://evil.example", **pre}
     )
     assert "access-control-allow-origin" not in other.headers
+    # Writes from an allowed origin pass the cross-site rule (and meet the token rules); from
+    # any other, they are refused before anything else.
+    cancel = f"{guarded.url}/experiments/999999/cancel"
+    for origin, codes in ((ALLOWED, (401, 404)), ("http://evil.example", (403,))):
+        headers = {"Origin": origin, "content-type": "application/json"}
+        assert httpx.post(cancel, headers=headers).status_code in codes, origin
 
 
 def test_non_loopback_needs_a_token(tmp_path):
@@ -134,6 +143,7 @@ def test_non_loopback_needs_a_token(tmp_path):
         assert "labq token create" in refused.stderr
 
     token = labq(stack, "token", "create", "ops").stdout.strip()
+    stack.token = token
     stack.start()
     try:
         assert httpx.get(f"{stack.url}/health").status_code == 200
@@ -163,6 +173,18 @@ def test_non_loopback_needs_a_token(tmp_path):
             == 401
         )
         assert httpx.post(f"{stack.url}/experiments", json=SPEC, headers=cookie).status_code == 401
-        assert httpx.post(f"{stack.url}/experiments/1/cancel", headers=cookie).status_code == 401
+
+        # /health stays open (a probe needs no token) but names its parts and the workers' hosts
+        # only to a caller who may read.
+        assert httpx.get(f"{stack.url}/health").json() == {"status": "ok"}
+        wrong = {"Authorization": "Bearer wrong"}
+        assert httpx.get(f"{stack.url}/health", headers=wrong).json() == {"status": "ok"}
+        for credentials in (auth, cookie):
+            health = httpx.get(f"{stack.url}/health", headers=credentials).json()
+            assert health["database"] == "ok" and health["workers"], health
+        assert (
+            httpx.post(f"{stack.url}/experiments/1/cancel", headers=cookie, json={}).status_code
+            == 401
+        )
     finally:
         stack.stop()

@@ -104,9 +104,9 @@ def test_cancel_running_keeps_history_and_queued_never_runs(stack, tiny):
     long_id = stack.submit({**tiny, "name": "held-in-epoch-2", "epochs": 20, "train_samples": 6000})
     queued_id = stack.submit({**tiny, "name": "behind"})
     stack.held(long_id)
-    queued = httpx.post(f"{stack.url}/experiments/{queued_id}/cancel").json()
+    queued = httpx.post(f"{stack.url}/experiments/{queued_id}/cancel", json={}).json()
     assert queued["status"] == "cancelled"
-    running = httpx.post(f"{stack.url}/experiments/{long_id}/cancel").json()
+    running = httpx.post(f"{stack.url}/experiments/{long_id}/cancel", json={}).json()
     assert running["status"] == "running" and running["cancel_requested"]
     done = stack.wait(long_id)
     assert done["status"] == "cancelled" and done["epochs_done"] == 1

@@ -148,12 +148,12 @@ def test_cancel_inside_a_long_epoch(faulty):
     try:
         faulty.held(exp_id)
         assert faulty.get(exp_id)["epochs_done"] == 1
-        r = httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel")
+        r = httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel", json={})
         assert r.status_code == 202 and r.json()["cancel_requested"]
         done = faulty.wait(exp_id, timeout=120)
     finally:
         faulty.release(exp_id)
-        httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel")
+        httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel", json={})
     assert done["status"] == "cancelled"
     assert done["epochs_done"] == 1  # stopped inside epoch 2, which is not recorded
     hist = httpx.get(f"{faulty.url}/experiments/{exp_id}/history").json()
@@ -171,13 +171,13 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
             "train_samples": 1000,
         }
     )
-    assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
-    assert httpx.post(f"{faulty.url}/experiments/999999/retry").status_code == 404
+    assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry", json={}).status_code == 409
+    assert httpx.post(f"{faulty.url}/experiments/999999/retry", json={}).status_code == 404
     # Cancel it (queued or running), then retry.
-    httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel")
+    httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel", json={})
     cancelled = faulty.wait(exp_id)
     assert cancelled["status"] == "cancelled"
-    r = httpx.post(f"{faulty.url}/experiments/{exp_id}/retry")
+    r = httpx.post(f"{faulty.url}/experiments/{exp_id}/retry", json={})
     assert r.status_code == 202 and r.json()["status"] == "queued"
     assert r.json()["epochs_done"] == 0 and not r.json()["cancel_requested"]
     done = faulty.wait(exp_id)
@@ -185,7 +185,7 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     attempt = cancelled["attempt"] + 1
     assert done["status"] == "succeeded" and done["attempt"] == attempt
     assert faulty.epoch_attempts(exp_id) == [(1, attempt), (2, attempt)]
-    assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry").status_code == 409
+    assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry", json={}).status_code == 409
 
 
 def test_redelivered_job_trains_once(tmp_path_factory):
@@ -242,7 +242,7 @@ def test_redelivered_job_trains_once(tmp_path_factory):
             assert time.monotonic() < deadline, f"no redelivery seen\n{stack.logs()}"
             assert stack.get(exp_id)["status"] == "running"
             time.sleep(0.2)
-        httpx.post(f"{stack.url}/experiments/{exp_id}/cancel")
+        httpx.post(f"{stack.url}/experiments/{exp_id}/cancel", json={})
         done = stack.wait(exp_id, timeout=120)
         assert done["status"] == "cancelled" and done["attempt"] == 1
         rows = stack.epoch_attempts(exp_id)

@@ -57,9 +57,9 @@ def test_paused_worker_never_writes_after_takeover_and_retry(
         takeover_pid = stack.held(exp_id, n=2)  # its lease lapsed: the other child resumed it
         assert takeover_pid != old_pid and stack.get(exp_id)["attempt"] == 2
 
-        assert stack.client().post(f"/experiments/{exp_id}/cancel").status_code == 202
+        assert stack.client().post(f"/experiments/{exp_id}/cancel", json={}).status_code == 202
         assert stack.wait(exp_id)["status"] == "cancelled"
-        assert stack.client().post(f"/experiments/{exp_id}/retry").status_code == 202
+        assert stack.client().post(f"/experiments/{exp_id}/retry", json={}).status_code == 202
         new_pid = stack.held(exp_id, n=3)  # the new run, inside its epoch 3
         new = stack.get(exp_id)
         assert new["status"] == "running" and new["attempt"] > 2

@@ -134,8 +134,8 @@ def test_presets_run_and_lab_report(stack, tmp_path):
         ).status_code
         == 422
     )
-    assert httpx.post(f"{stack.url}/presets/nope/run").status_code == 404
-    assert httpx.post(f"{stack.url}/presets/s11-visualization/run").status_code == 409
+    assert httpx.post(f"{stack.url}/presets/nope/run", json={}).status_code == 404
+    assert httpx.post(f"{stack.url}/presets/s11-visualization/run", json={}).status_code == 409
     assert totals(stack) == before
 
     r = httpx.post(

