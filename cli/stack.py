@@ -63,9 +63,7 @@ def write_redis_config(path: Path, password: str) -> Path:
 def redis_argv(settings: Settings) -> list[str]:
     rdir = settings.data_dir / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
-    conf = write_redis_config(
-        rdir / "redis.conf", privacy.ensure_redis_password(settings.data_dir)
-    )
+    conf = write_redis_config(rdir / "redis.conf", privacy.ensure_redis_password(settings.data_dir))
     return [
         str(redis_server_binary()),
         str(conf.resolve()),

@@ -1,5 +1,6 @@
-"""The data dir is private to the user labq runs as: the directory and every directory in it 0700,
-every file 0600 (the SQLite database with its token hashes, Redis's append-only file, the logs).
+"""The data dir is private to the user labq runs as: the directory and labq's directories in it
+0700, labq's files 0600 (the SQLite database with its token hashes, Redis's append-only file and
+configuration, the password, the logs).
 
 Every `labq` command that serves or stores (up, api, worker, migrate, token) sets the umask 077
 (private_umask), so what labq and its children (Redis, uvicorn, Celery) create is private from
@@ -17,6 +18,11 @@ PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 REDIS_PASSWORD_FILE = "redis.password"
+# What labq keeps in the data dir: names that start with these (labq.db and its journal, backups
+# set aside, the lock and state files; redis/ and the password) and these directories. Only they
+# are tightened, in case LABQ_DATA_DIR names a directory that holds other things too.
+OWN_PREFIXES = ("labq", "redis")
+OWN_DIRS = ("logs", "datasets")
 
 _passwords: dict[Path, str] = {}
 
@@ -26,17 +32,23 @@ def private_umask() -> None:
     os.umask(PRIVATE_UMASK)
 
 
+def _owner_only(path: str) -> None:
+    """Take away every permission of the group and of others (0644 -> 0600, 0755 -> 0700)."""
+    if not os.path.islink(path):
+        os.chmod(path, os.stat(path).st_mode & ~PRIVATE_UMASK & 0o7777)
+
+
 def make_private(data_dir: Path) -> None:
-    """Create `data_dir` if needed and make it and everything in it readable by its owner only."""
+    """Create `data_dir` if needed, and make it and labq's files in it its owner's only."""
     data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    data_dir.chmod(DIR_MODE)
-    for root, dirs, files in os.walk(data_dir):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), DIR_MODE, follow_symlinks=False)
-        for name in files:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                os.chmod(path, FILE_MODE)
+    _owner_only(str(data_dir))
+    for top in data_dir.iterdir():
+        if top.is_symlink() or not (top.name.startswith(OWN_PREFIXES) or top.name in OWN_DIRS):
+            continue
+        _owner_only(str(top))
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                _owner_only(os.path.join(root, name))
 
 
 def redis_password_path(data_dir: Path) -> Path:
