@@ -3,12 +3,13 @@ error body, so generated clients handle them, and a method a path does not take 
 `Allow` header lists every method the path does take (Starlette names only the first route's).
 
 Which errors a route can return follows from what it is:
-- every route: 401 / 403 (tokens, cross-site and Host checks), 422 (validation), 429 (rate and
-  job limits), 503 (the database or broker refuses work, the server is saturated);
+- every route: 400 (a Host name that labq on loopback does not answer, api/web_guards.py),
+  401 / 403 (tokens, cross-site writes), 422 (validation), 429 (rate and job limits), 503 (the
+  database or broker refuses work, the server is saturated, no event-stream place left);
 - a route with a path parameter: 404 (unknown id or name) and 409 (the resource is not in a state
   that allows it: figures of an unfinished run, cancel or retry of a finished one);
-- a write with a body: 400 (a body that is not UTF-8), 413 (over LABQ_MAX_BODY_BYTES) and 415
-  (not application/json).
+- a write: 400 (also a body that is not UTF-8), 413 (over LABQ_MAX_BODY_BYTES) and 415 (not
+  application/json, with a body or without).
 """
 
 from collections.abc import Iterator
@@ -43,8 +44,9 @@ def _error(description: str) -> dict[str, Any]:
 
 
 COMMON = {
+    400: _error("A Host name this labq does not answer (on loopback: see LABQ_ALLOWED_HOSTS)"),
     401: _error("No valid token where one is needed"),
-    403: _error("A token that may not do this, or a cross-site or foreign-Host request"),
+    403: _error("A token that may not do this, or a write from another site's page"),
     422: _error("A parameter or the body breaks a rule; each field and rule is named"),
     429: _error("Over the rate or job limit; Retry-After says when to try again"),
     503: _error("The database or broker cannot take the request now; Retry-After when known"),
@@ -54,9 +56,9 @@ BY_PATH = {
     409: _error("The resource is not in a state that allows this"),
 }
 BY_BODY = {
-    400: _error("The body could not be read (not UTF-8)"),
+    400: _error("The body could not be read (not UTF-8), or a Host name this labq does not answer"),
     413: _error("The body is larger than LABQ_MAX_BODY_BYTES"),
-    415: _error("Writes take application/json only"),
+    415: _error("Writes take application/json only, with a body or without"),
 }
 
 

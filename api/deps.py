@@ -1,9 +1,10 @@
 """Request dependencies."""
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path
+from fastapi import Body, Depends, HTTPException, Path
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
@@ -35,3 +36,21 @@ def get_experiment(experiment_id: IdPath, session: SessionDep) -> Experiment:
 
 
 ExperimentDep = Annotated[Experiment, Depends(get_experiment)]
+
+
+# Every write is JSON, also one that takes no input (api/web_guards.py refuses other writes).
+# Such a route documents a JSON body anyway, `{}`, and marks it required, so that schema-generated
+# clients send `Content-Type: application/json`; the server also takes no body at all.
+JSON_WRITE: dict[str, Any] = {"requestBody": {"required": True}}
+
+
+class NoInput(BaseModel):
+    """`{}`: this write takes no input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+NoBody = Annotated[
+    NoInput | None,
+    Body(description="`{}` or no body at all; either way with Content-Type: application/json"),
+]

@@ -24,8 +24,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import contract
 from api.auth import WRITE_METHODS, is_loopback
 from core.settings import Settings
 
@@ -94,9 +95,18 @@ class SameOriginWrites:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
             refused = self._check(Headers(scope=scope))
-            if refused is not None:
+            if refused is not None and self._routed(scope):
                 return await refused(scope, receive, send)
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _routed(scope: Scope) -> bool:
+        """Whether a route takes this method on this path. When none does, the app answers 404
+        or 405 (which write nothing), so that what the path takes stays discoverable."""
+        app = scope.get("app")
+        if app is None:
+            return True
+        return scope["method"] in contract.allowed_methods(app, scope["path"])
 
 
 class LoopbackHosts:
@@ -116,7 +126,7 @@ class LoopbackHosts:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def send_if_passed(message) -> None:
+        async def send_if_passed(message: Message) -> None:
             if scope.get(_HOST_PASSED):
                 await send(message)
 

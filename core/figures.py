@@ -18,10 +18,9 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-PLAIN = {"usetex": False, "parse_math": False}
 
-
-def _plain(texts: Sequence[Text]) -> None:
+def _plain(*texts: Text) -> None:
+    """Draw these texts as the characters they hold (no mathtext, no TeX)."""
     for text in texts:
         text.set_usetex(False)
         text.set_parse_math(False)
@@ -55,11 +54,11 @@ def history_png(history: Sequence[dict[str, Any]], label: str) -> bytes:
         ax = fig.add_subplot(1, 2, i + 1)
         ax.plot(epochs, [h[metric] for h in history], marker="o", label="train")
         ax.plot(epochs, [h[f"val_{metric}"] for h in history], marker="o", label="validation")
-        ax.set_title(f"{title} during training - {label}", **PLAIN)
+        _plain(ax.set_title(f"{title} during training - {label}"))
         ax.set_xlabel("Epoch")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-        _plain(ax.legend().get_texts())
+        _plain(*ax.legend().get_texts())
     return _png(fig)
 
 
@@ -76,10 +75,10 @@ def compare_png(
             ax.plot(
                 [h["epoch"] for h in history], [h[metric] for h in history], marker=".", label=label
             )
-        ax.set_title(f"Comparison of {name}" + (f" - {title}" if title else ""), **PLAIN)
+        _plain(ax.set_title(f"Comparison of {name}" + (f" - {title}" if title else "")))
         ax.set_xlabel("Epoch")
         ax.set_ylabel(name.capitalize())
         ax.grid(alpha=0.3)
         if histories:
-            _plain(ax.legend(fontsize=8).get_texts())
+            _plain(*ax.legend(fontsize=8).get_texts())
     return _png(fig)

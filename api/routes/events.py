@@ -316,7 +316,7 @@ def run_exists(experiment_id: int = Path(ge=1)) -> int:
     return experiment_id
 
 
-STREAM_RESPONSES = {
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}},
     503: {"description": "no place left for another stream (in all, or for this token)"},
 }

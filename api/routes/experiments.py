@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import idempotency
-from api.deps import MAX_ID, ExperimentDep, IdPath, SessionDep, SettingsDep, get_experiment
+from api.deps import (
+    JSON_WRITE,
+    MAX_ID,
+    ExperimentDep,
+    IdPath,
+    NoBody,
+    SessionDep,
+    SettingsDep,
+    get_experiment,
+)
 from api.idempotency import Idempotency, IdempotencyDep
 from api.schemas import (
     Accepted,
@@ -277,8 +286,13 @@ def history_png(exp: ExperimentDep, session: SessionDep) -> Response:
     )
 
 
-@router.post("/{experiment_id}/cancel", status_code=202, response_model=ExperimentPublic)
-def cancel(exp: ExperimentDep, session: SessionDep) -> ExperimentPublic:
+@router.post(
+    "/{experiment_id}/cancel",
+    status_code=202,
+    response_model=ExperimentPublic,
+    openapi_extra=JSON_WRITE,
+)
+def cancel(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> ExperimentPublic:
     repo.request_cancel(session, exp.id)
     session.commit()
     session.refresh(exp)
@@ -290,8 +304,9 @@ def cancel(exp: ExperimentDep, session: SessionDep) -> ExperimentPublic:
     status_code=202,
     response_model=ExperimentPublic,
     responses={409: {"description": "the experiment is not failed or cancelled"}},
+    openapi_extra=JSON_WRITE,
 )
-def retry(exp: ExperimentDep, session: SessionDep) -> ExperimentPublic:
+def retry(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> ExperimentPublic:
     """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
     cleared; id, name and spec are kept)."""
     if not repo.retry(session, exp.id):

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import JSON_WRITE, SessionDep, SettingsDep
 from api.idempotency import IdempotencyDep
 from api.routes.sweeps import queue_sweep
 from api.sweep_schemas import SweepAccepted
@@ -76,7 +76,7 @@ def _apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[st
     return doc
 
 
-@router.post("/{name}/run", status_code=202, response_model=SweepAccepted)
+@router.post("/{name}/run", status_code=202, response_model=SweepAccepted, openapi_extra=JSON_WRITE)
 def run(
     name: str,
     session: SessionDep,

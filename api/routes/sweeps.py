@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api import idempotency
-from api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
+from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
 from api.idempotency import Idempotency, IdempotencyDep
 from api.routes.experiments import enqueue_stored
 from api.sweep_schemas import (
@@ -81,7 +81,7 @@ def queue_sweep(
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_cell(value):
+def csv_cell(value: object) -> object:
     """A string that a spreadsheet would read as a formula, prefixed with ' so it stays text
     (OWASP's advice for CSV injection); numbers are written as they are."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
@@ -220,8 +220,10 @@ def results_csv(sweep: SweepDep, session: SessionDep) -> Response:
     )
 
 
-@router.post("/{sweep_id}/cancel", status_code=202, response_model=SweepPublic)
-def cancel(sweep: SweepDep, session: SessionDep) -> SweepPublic:
+@router.post(
+    "/{sweep_id}/cancel", status_code=202, response_model=SweepPublic, openapi_extra=JSON_WRITE
+)
+def cancel(sweep: SweepDep, session: SessionDep, body: NoBody = None) -> SweepPublic:
     """Queued children are cancelled at once; running ones stop at their next epoch end."""
     db_sweeps.cancel_sweep(session, sweep.id)
     session.commit()
