@@ -65,7 +65,7 @@ class LiveStack:
         argv = [sys.executable, "-m", "cli.main", "up"]
         if self.concurrency != 1:
             argv += ["--concurrency", str(self.concurrency)]
-        # labq's output, kept as private as the rest of the data dir (core.datadir).
+        # labq's output, kept as private as the rest of the data dir (core.privacy).
         fd = os.open(self.data_dir / "up.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(fd, "ab") as log:
             self.proc = subprocess.Popen(
