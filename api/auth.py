@@ -18,11 +18,6 @@ experiments it creates or retries count against settings.max_active_jobs_per_tok
 """
 
 import ipaddress
-import math
-import threading
-import time
-from collections import defaultdict, deque
-from collections.abc import Hashable
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
@@ -32,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.ratelimit import RateLimiter
 from core.settings import Settings
 from db import repo, tokens
 from db.session import session_scope
@@ -54,27 +50,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class RateLimiter:
-    """Sliding one-minute window per key, in this API process's memory."""
-
-    def __init__(self, per_minute: int, window: float = 60.0):
-        self.per_minute, self.window = per_minute, window
-        self.hits: dict[Hashable, deque[float]] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def hit(self, key: Hashable, now: float | None = None) -> int:
-        """Record a request; 0 if allowed, else the seconds to wait before the next one."""
-        now = time.monotonic() if now is None else now
-        with self.lock:
-            q = self.hits[key]
-            while q and q[0] <= now - self.window:
-                q.popleft()
-            if len(q) >= self.per_minute:
-                return max(1, math.ceil(q[0] + self.window - now))
-            q.append(now)
-            return 0
 
 
 def _cookie_auth(cookie_header: str) -> str | None:
@@ -127,7 +102,7 @@ class Authenticate:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app, self.settings = app, settings
         self.loopback = is_loopback(settings.host)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.broker_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,7 +161,7 @@ class Authenticate:
                 " (create one with `labq token create NAME`)"
             )
         if token_id is not None:
-            wait = self.limiter.hit(token_id)
+            wait = await self.limiter.hit(token_id)
             if wait:
                 return _too_many(
                     f"more than {self.settings.rate_limit_per_minute} requests a "

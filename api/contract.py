@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from core.settings import get_settings
+
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -106,7 +108,12 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code != 405:
             headers = getattr(exc, "headers", None)
-            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
+            detail = exc.detail
+            if exc.status_code == 413:  # FastAPI's body limit says only "Content Too Large"
+                cap = get_settings().max_body_bytes
+                detail = f"body larger than {cap} bytes (LABQ_MAX_BODY_BYTES)"
+            body = {"detail": detail, "message": str(detail)}
+            return JSONResponse(body, exc.status_code, headers=headers)
         allow = ", ".join(sorted(allowed_methods(app, request.url.path)))
         return JSONResponse(
             {"detail": f"{request.method} is not allowed here; allowed: {allow}"},

@@ -8,7 +8,7 @@ from fastapi_offline import FastAPIOffline
 
 from api import auth, contract, errors, idempotency, metrics, web_guards
 from api.dashboard import pages as dashboard
-from api.middleware import LimitBody, LimitInflight
+from api.middleware import LimitInflight
 from api.routes import events, experiments, health, presets, sweeps
 from core.settings import get_settings
 
@@ -29,6 +29,7 @@ def create_app() -> FastAPI:
         title="labq",
         version=labq_version(),
         description="A job queue for Keras experiments on MNIST.",
+        max_body_size=settings.max_body_bytes,  # 413 for a declared or streamed body over it
     )
     errors.install(app)
     app.add_exception_handler(idempotency.Replay, idempotency.replay_handler)
@@ -36,7 +37,6 @@ def create_app() -> FastAPI:
     web_guards.install(app, settings)
 
     app.add_middleware(LimitInflight, limit=settings.max_inflight_requests)
-    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
 
     app.include_router(experiments.router)
     app.include_router(health.router)

@@ -1,6 +1,5 @@
 """Plain ASGI middlewares (cheaper per request than @app.middleware("http")).
 
-- LimitBody: 413 for a body over the cap, declared (Content-Length) or streamed (chunked).
 - LimitInflight: at most N requests inside the app at once; the rest wait in the event loop,
   holding neither a worker thread nor a database connection. Sync routes take a pooled connection
   in one thread hop and give it back in another, so with more requests in flight than pool +
@@ -12,50 +11,7 @@
 """
 
 import anyio
-from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class LimitBody:
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    def _refusal(self) -> JSONResponse:
-        return JSONResponse(
-            {
-                "detail": f"body larger than {self.max_bytes} bytes",
-                "message": f"body larger than {self.max_bytes} bytes",
-            },
-            status_code=413,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = Headers(scope=scope).get("content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
-            return await self._refusal()(scope, receive, send)
-        if length is not None or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        # Streamed (chunked) body: read it here, up to the cap, then hand it on.
-        messages, seen = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                return await self._refusal()(scope, receive, send)
-            if not message.get("more_body", False):
-                break
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
-
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HEALTH_SLOTS = 4

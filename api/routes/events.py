@@ -27,7 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.sse import ServerSentEvent, format_sse_event
+from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
 from sqlalchemy import case, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
@@ -87,18 +87,14 @@ class StreamPlaces:
 places = StreamPlaces()
 
 
-class EventStream(StreamingResponse):
+class EventStream(EventSourceResponse):
     """A stream that holds a place for as long as it is being sent, or a 503 when none is left
     (decided before any byte is sent)."""
 
     def __init__(
         self, content: AsyncIterator[bytes], token: int | None, settings: Settings
     ) -> None:
-        super().__init__(
-            content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.token, self.settings = token, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -100,17 +100,21 @@ def make_client(tmp_path, redis_url, monkeypatch, backend):
             database_url = create_pg_database(admin)
         _app_env(monkeypatch, tmp_path / f"data{len(clients)}", redis_url, database_url, **env)
         clear_caches()
+        redis.Redis.from_url(redis_url).flushdb()  # counts and markers of earlier tests
         from api.main import create_app
         from db.migrate import upgrade
 
         upgrade()
         client = TestClient(create_app(), base_url="http://127.0.0.1:8000")
+        # One event loop for the client's life, as under uvicorn (asyncio clients such as the
+        # rate limiter's Redis connections belong to the loop that made them).
+        client.__enter__()
         clients.append(client)
         return client
 
     yield make
     for c in clients:
-        c.close()
+        c.__exit__(None, None, None)
     clear_caches()
 
 
