@@ -53,7 +53,11 @@ def batch(images: Sequence[Any]) -> F64:
             if not NUMBERS.issuperset(map(type, row)):
                 c, v = next((c, v) for c, v in enumerate(row) if type(v) not in NUMBERS)
                 raise ImageError(f"row {r}, column {c}: {v!r:.40} is not a number", (i,))
-    x = np.asarray(images, dtype=np.float64).reshape(len(images), SIDE, SIDE)
+    try:
+        x = np.asarray(images, dtype=np.float64).reshape(len(images), SIDE, SIDE)
+    except OverflowError:  # an integer beyond any float: find the image it is in
+        i = next(i for i, image in enumerate(images) if _too_large(image))
+        raise ImageError("has a number too large to be a grey level 0-255", (i,)) from None
     bad = ~np.isfinite(x) | (x < 0) | (x > 255)
     if bad.any():
         i, r, c = (int(v) for v in np.argwhere(bad)[0])
@@ -61,11 +65,17 @@ def batch(images: Sequence[Any]) -> F64:
     return x
 
 
+def _too_large(image: list[list[int | float]]) -> bool:
+    return any(isinstance(v, int) and abs(v) > 2**1023 for row in image for v in row)
+
+
 def decode_png(data: bytes, max_pixels: int) -> F64:
     """A PNG's grey levels (h, w), 0-255, transparent pixels set to the background."""
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG"])
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:  # far beyond max_pixels: refused before decoding
+        raise ImageError(f"has more than the {max_pixels} pixels allowed") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError("is not a PNG image") from exc
     width, height = image.size
     if width * height > max_pixels:

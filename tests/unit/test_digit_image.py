@@ -4,6 +4,8 @@ and dark on a light page somewhere off-centre, come back as MNIST has them; the 
 refusal names the problem."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -102,6 +104,19 @@ def test_bad_pngs_are_named(data, words):
         decode_png(data, 2_000_000)
 
 
+def test_a_png_past_pillows_own_bomb_limit_is_refused_before_decoding():
+    """A PNG header may claim any size; past twice Pillow's MAX_IMAGE_PIXELS, Pillow refuses it
+    as it opens it, before labq's own (lower) limit is even asked."""
+    header = png(Image.new("1", (1, 1)))
+    # IHDR of a 20000 x 20000 picture (400 million pixels) with its CRC recomputed.
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 1, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    bomb = header[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    bomb += header[33:]
+    with pytest.raises(ImageError, match="has more than the 4000000 pixels allowed"):
+        decode_png(bomb, 4_000_000)
+
+
 def test_a_truncated_png_is_damaged():
     data = png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)))
     with pytest.raises(ImageError, match="damaged PNG"):
@@ -128,6 +143,7 @@ def test_batch_checks_every_image_and_names_the_first_bad_one():
         ([[*good[:3], [0] * 27 + [False], *good[4:]]], (0,), "False is not a number"),
         ([[*good[:3], [0] * 27 + [255.5], *good[4:]]], (0,), "row 3, column 27: 255.5"),
         ([[*good[:3], [float("nan")] + [0] * 27, *good[4:]]], (0,), "row 3, column 0: nan"),
+        ([good, [*good[:3], [10**400] + [0] * 27, *good[4:]]], (1,), "number too large"),
     ]
     for images, where, words in cases:
         with pytest.raises(ImageError, match=words) as caught:
