@@ -17,6 +17,9 @@ keras = pytest.importorskip("keras")
 
 pytestmark = [pytest.mark.integration, pytest.mark.tf]  # Keras loads the model in this process
 
+# Keras in this process in float32 even on a GPU (where TensorFlow would otherwise use TF32).
+pytest.importorskip("tensorflow").config.experimental.enable_tensor_float_32_execution(False)
+
 BATCH = 256  # LABQ_MAX_PREDICT_IMAGES's default
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -19,6 +19,10 @@ from worker.engine.train import train  # noqa: E402
 
 pytestmark = pytest.mark.tf  # trains with TensorFlow in this process
 
+# On a GPU, TensorFlow multiplies float32 matrices in TF32 (10-bit mantissa) unless told not to;
+# the comparison is with Keras in float32.
+tf.config.experimental.enable_tensor_float_32_execution(False)
+
 SPECS = {
     "relu-dropout-l2-holdout": {
         "layers": [
