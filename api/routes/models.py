@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from api import predictor
+from api.contract import ErrorBody
 from api.deps import ExperimentDep, SessionDep, SettingsDep
 from api.model_schemas import Evaluation, Prediction, PredictRequest, PredictResponse
 from core import digit_image, model_figures
@@ -29,8 +30,11 @@ router = APIRouter(prefix="/experiments", tags=["models"])
 
 PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
 NO_MODEL: dict[int | str, dict[str, Any]] = {
-    404: {"description": "no such experiment"},
-    409: {"description": "the run has not finished, or kept no model (the body says why)"},
+    404: {"model": ErrorBody, "description": "No such experiment"},
+    409: {
+        "model": ErrorBody,
+        "description": "The run has not finished, or kept no model (the body says why)",
+    },
 }
 
 
@@ -144,7 +148,10 @@ def _inputs(body: PredictRequest, max_images: int, max_pixels: int) -> tuple[Any
 @router.post(
     "/{experiment_id}/predict",
     response_model=PredictResponse,
-    responses={**NO_MODEL, 422: {"description": "a bad image or batch, named"}},
+    responses={
+        **NO_MODEL,
+        422: {"model": ErrorBody, "description": "A bad image or batch: which one, and why"},
+    },
 )
 def predict(
     exp: ExperimentDep, body: PredictRequest, session: SessionDep, settings: SettingsDep
