@@ -287,7 +287,7 @@ def test_predict_reads_weights_written_again(client: TestClient):
 
 def test_retry_clears_the_model_and_its_evaluation(client: TestClient):
     run = stored_run(make_export(small_net()), status="cancelled")
-    assert client.post(f"/experiments/{run}/retry").status_code == 202
+    assert client.post(f"/experiments/{run}/retry", json={}).status_code == 202
     body = client.get(f"/experiments/{run}").json()
     assert body["model"] is None and body["evaluation"] is None
     assert client.get(f"/experiments/{run}/model.keras").status_code == 409
