@@ -31,7 +31,7 @@ with session_scope() as s:
     repo.update_experiment(s, exp.id, status="succeeded")
     model_artifacts.store(s, exp.id, export, 10**9)
 from api.main import app
-c = TestClient(app)
+c = TestClient(app, base_url='http://127.0.0.1')
 page = Image.new("L", (200, 200), 255)
 ImageDraw.Draw(page).line([(100, 20), (100, 180)], fill=0, width=16)
 buf = io.BytesIO(); page.save(buf, format="PNG")
