@@ -9,7 +9,7 @@ from fastapi_offline import FastAPIOffline
 from api import auth, contract, errors, idempotency, metrics, web_guards
 from api.dashboard import pages as dashboard
 from api.middleware import LimitInflight
-from api.routes import events, experiments, health, presets, sweeps
+from api.routes import events, experiments, health, models, presets, sweeps
 from core.settings import get_settings
 
 log = logging.getLogger("labq.api")
@@ -39,6 +39,7 @@ def create_app() -> FastAPI:
     app.add_middleware(LimitInflight, limit=settings.max_inflight_requests)
 
     app.include_router(experiments.router)
+    app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from api.model_schemas import Evaluation, ModelInfo
+
 
 class Metrics(BaseModel):
     loss: float | None = None
@@ -43,6 +45,8 @@ class ExperimentPublic(BaseModel):
     diverged: bool
     params: int | None
     layers: list[LayerInfo] | None
+    model: ModelInfo | None  # the trained model, once the run has finished
+    evaluation: Evaluation | None
     error: str | None
     traceback: str | None
     cancel_requested: bool

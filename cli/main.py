@@ -1,5 +1,5 @@
 """`labq`: run the stack (up, down, ps, api, worker, migrate), look after its data (repair, backup,
-restore) and talk to it (submit, status, watch, ls)."""
+restore) and talk to it (submit, status, watch, ls, pull)."""
 
 import os
 import sys
@@ -15,6 +15,7 @@ from rich.table import Table
 from cli import bench as bench_cli
 from cli import lab as lab_cli
 from cli import lifecycle, maintenance
+from cli import models as models_cli
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli.client import call, read_json
@@ -33,6 +34,7 @@ app.command()(lifecycle.ps)
 app.command()(maintenance.repair)
 app.command()(maintenance.backup)
 app.command()(maintenance.restore)
+app.command("pull")(models_cli.pull)
 console = Console()
 
 

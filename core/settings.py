@@ -121,6 +121,18 @@ class Settings(BaseSettings):
                 )
         return [h.lower() for h in hosts]
 
+    # Trained models: the largest model.keras (and dense weights) a run stores; predictions per
+    # request, and the largest PNG (in pixels) predict decodes.
+    max_model_bytes: int = Field(
+        100_000_000, ge=0, validation_alias=AliasChoices("LABQ_MAX_MODEL_BYTES")
+    )
+    max_predict_images: int = Field(
+        256, ge=1, le=10_000, validation_alias=AliasChoices("LABQ_MAX_PREDICT_IMAGES")
+    )
+    max_predict_pixels: int = Field(
+        4_194_304, ge=784, validation_alias=AliasChoices("LABQ_MAX_PREDICT_PIXELS")
+    )
+
     # SQLite: how long a write waits for a lock before failing (the worker then retries).
     sqlite_busy_ms: int = Field(30000, ge=0, validation_alias=AliasChoices("LABQ_SQLITE_BUSY_MS"))
     # The training engine's XLA switch: auto (off, the measured faster choice), on, off.

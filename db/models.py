@@ -89,6 +89,9 @@ class Experiment(Base):
     test_loss: Mapped[float | None] = mapped_column(Float)
     test_accuracy: Mapped[float | None] = mapped_column(Float)
     diverged: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The trained model (core.model_artifacts.model_info) and where it errs (core.evaluation).
+    model_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     error: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
@@ -123,7 +126,8 @@ class EpochRow(Base):
 
 
 class Artifact(Base):
-    """Binary results: first-layer kernel (npy), checkpoints, rendered figures."""
+    """Binary results: first-layer kernel (npy), checkpoints, the trained model and its plain
+    weights, the most confident mistakes. Deleted with their experiment (ON DELETE CASCADE)."""
 
     __tablename__ = "artifacts"
     __table_args__ = (UniqueConstraint("experiment_id", "name"),)

@@ -363,6 +363,8 @@ def retry(session: Session, experiment_id: int) -> bool:
             test_loss=None,
             test_accuracy=None,
             diverged=False,
+            model_info=None,
+            evaluation=None,
             error=None,
             traceback=None,
             cancel_requested=False,

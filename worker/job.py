@@ -28,7 +28,7 @@ from core.constants import CANCELLED, FAILED, QUEUED, SUCCEEDED
 from core.queue import enqueue, mark_consumed, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
-from db import repo
+from db import model_artifacts, repo
 from worker import checkpoint as ckpt
 from worker import testhooks
 from worker.breaker import Breaker, stop_taking_jobs
@@ -318,6 +318,9 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
     def write_result(session) -> None:
         repo.put_artifact(
             session, experiment_id, "first_kernel.npy", "application/x-npy", buf.getvalue()
+        )
+        model_artifacts.store(
+            session, experiment_id, result.export, settings.max_model_bytes, "training diverged"
         )
         finish_if_ours(
             session,

@@ -145,6 +145,8 @@ def to_public(
         diverged=exp.diverged,
         params=exp.params,
         layers=exp.layers,
+        model=exp.model_info,
+        evaluation=exp.evaluation,
         error=exp.error,
         traceback=traceback_for(exp, viewer),
         cancel_requested=exp.cancel_requested,
@@ -157,6 +159,11 @@ def to_public(
             "filters": f"{base}/filters.png",
             "history_png": f"{base}/history.png",
             "cancel": f"{base}/cancel",
+            "model": f"{base}/model.keras",
+            "evaluation": f"{base}/evaluation",
+            "confusion_png": f"{base}/confusion.png",
+            "mistakes_png": f"{base}/mistakes.png",
+            "predict": f"{base}/predict",
         },
     )
 

@@ -43,6 +43,43 @@
     }).join("") || '<tr><td colspan="12" class="empty">no runs</td></tr>';
   }
 
+  /** Test accuracy of each digit (recall), one column per run, the best of each row starred. */
+  function renderDigits(runs) {
+    const withEval = runs.filter(r => r.evaluation);
+    if (!withEval.length) {
+      $("digits-head").innerHTML = "";
+      $("digits-rows").innerHTML = '<tr><td class="empty">measured on the test set when each run ends</td></tr>';
+      return;
+    }
+    $("digits-head").innerHTML = "<tr><th>Digit</th>" + runs.map((r, i) =>
+      `<th class="num"><span class="dot" style="color:${charts.color(i)}"></span> #${r.id} ${e(r.name)}</th>`).join("") + "</tr>";
+    const recall = (r, d) => r.evaluation ? r.evaluation.test.recall[d] : null;
+    const cells = (get, fmt) => {
+      const values = runs.map(get).filter(v => v != null);
+      const best = values.length > 1 ? Math.max(...values) : null;
+      return runs.map(r => {
+        const v = get(r);
+        return `<td class="num${v != null && v === best ? " best" : ""}">${fmt(v)}</td>`;
+      }).join("");
+    };
+    // Two runs: the change from the first to the second, in percentage points.
+    const pair = runs.length === 2;
+    const delta = get => {
+      const [a, b] = runs.map(get);
+      if (a == null || b == null) return '<td class="num delta">–</td>';
+      const pp = 100 * (b - a);
+      return `<td class="num delta ${pp > 0 ? "up" : pp < 0 ? "down" : ""}">${pp > 0 ? "+" : ""}${pp.toFixed(2)}</td>`;
+    };
+    if (pair) {
+      $("digits-head").firstElementChild.insertAdjacentHTML("beforeend",
+        `<th class="num" title="second run minus first, in percentage points">Δ #${runs[1].id} − #${runs[0].id} (pp)</th>`);
+    }
+    const row = (key, label, get) => `<tr data-digit="${key}">${label}${cells(get, labq.pct)}${pair ? delta(get) : ""}</tr>`;
+    const rows = Array.from({ length: 10 }, (_, d) => row(d, `<td class="mono">${d}</td>`, r => recall(r, d)));
+    rows.push(row("all", '<td class="muted">all</td>', r => r.evaluation ? r.evaluation.test.accuracy : null));
+    $("digits-rows").innerHTML = rows.join("");
+  }
+
   function renderCharts(runs, histories) {
     const epochs = Math.max(0, ...histories.map(h => h.length ? h[h.length - 1].epoch : 0));
     const x = Array.from({ length: epochs }, (_, i) => i + 1);
@@ -65,6 +102,7 @@
     if (!ids.length) {
       renderTable([]);
       renderCharts([], []);
+      renderDigits([]);
       return;
     }
     const got = await Promise.allSettled(ids.map(id => Promise.all([
@@ -75,6 +113,7 @@
     const runs = ok.map(([r]) => r), histories = ok.map(([, h]) => h);
     renderTable(runs);
     renderCharts(runs, histories);
+    renderDigits(runs);
   }
 
   async function loadSweeps(current) {

@@ -75,6 +75,7 @@
     $("error").textContent = x.error || "";
     $("traceback").textContent = x.traceback || "";
     renderFilters();
+    document.dispatchEvent(new CustomEvent("labq:run", { detail: x }));  // model.js
   }
 
   function renderFilters() {

@@ -16,8 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.model_artifacts import ModelExport
 from core.spec import ExperimentSpec, Holdout
 from worker.engine.data import Mnist
+from worker.engine.export import export
 from worker.engine.model import build_model, build_optimizer, layer_table, spec_callbacks
 from worker.engine.steps import Steps, resident, use_jit
 
@@ -49,6 +51,7 @@ class RunResult:
     diverged: bool = False
     stopped: str | None = None  # "cancelled", "early_stopping", "diverged"
     first_kernel: np.ndarray | None = None  # (784, <=100) float32
+    export: ModelExport | None = None  # the trained model and its evaluation (not if diverged)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
@@ -173,6 +176,7 @@ def train(
     reporter.checkpoint = checkpoint
     callbacks: list[keras.callbacks.Callback] = [reporter]
     callbacks += spec_callbacks(spec)
+    stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
     if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
         val = (x, y, n_fit, spec.n_train_total)
     else:
@@ -193,6 +197,24 @@ def train(
         result.test_loss, result.test_accuracy = _finite(test_loss), _finite(test_acc)
     first = next((lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)), None)
     result.first_kernel = np.asarray(first.kernel)[:, :FILTER_COLUMNS].astype(np.float32)
+    if not result.diverged:
+        # Keras's EarlyStopping puts back its best weights at the end of training (whether or not
+        # it stopped early) once it has seen an epoch; the test read above used them too.
+        restored = bool(
+            stopper is not None
+            and stopper.restore_best_weights
+            and stopper.best_weights is not None
+        )
+        holdout = None
+        if isinstance(spec.validation, Holdout):
+            holdout = (x[n_fit : spec.n_train_total], data.y_train[n_fit : spec.n_train_total])
+        result.export = export(
+            model,
+            (data_t.x_test, data.x_test, data.y_test),
+            holdout,
+            restored=restored,
+            best_epoch=stopper.best_epoch + 1 if restored else None,
+        )
     return result
 
 

@@ -1,0 +1,71 @@
+"""The end of a run: the trained model as `model.keras` and as plain dense weights, and where it
+errs on the test set (and on the hold-out, when validation is one).
+
+Called after training, once EarlyStopping has put back its best weights where it does, on the
+same model whose test accuracy the run records.
+"""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core import evaluation
+from core.dense_net import DenseLayer, DenseNet
+from core.model_artifacts import ModelExport
+
+PREDICT_CHUNK = 5000  # images per forward pass
+
+
+def keras_bytes(model: keras.Model) -> bytes:
+    """The compiled model (architecture, weights, optimizer state) in Keras's native format."""
+    with tempfile.TemporaryDirectory(prefix="labq-model-") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        keras.saving.save_model(model, path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def dense_net(model: keras.Model) -> DenseNet:
+    """The model's Dense layers as arrays; Flatten and Dropout do nothing at inference."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = (np.asarray(w, np.float32) for w in layer.get_weights())
+            layers.append(DenseLayer(kernel, bias, str(layer.get_config()["activation"])))
+    return DenseNet(tuple(layers))
+
+
+def probabilities(model: keras.Model, x: tf.Tensor) -> np.ndarray:
+    n = int(x.shape[0])
+    parts = [
+        np.asarray(model(x[a : a + PREDICT_CHUNK], training=False), np.float64)
+        for a in range(0, n, PREDICT_CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, evaluation.CLASSES))
+
+
+def export(
+    model: keras.Model,
+    test: tuple[tf.Tensor, np.ndarray, np.ndarray],
+    holdout: tuple[tf.Tensor, np.ndarray] | None,
+    restored: bool,
+    best_epoch: int | None,
+) -> ModelExport:
+    """`test`: (images as the model takes them, the same as uint8, labels); `holdout`: (images,
+    labels) of the hold-out when validation is one."""
+    x_test, test_bytes, y_test = test
+    test_probs = probabilities(model, x_test)
+    result = {"test": evaluation.summary(y_test, test_probs)}
+    if holdout is not None:
+        result["holdout"] = evaluation.summary(holdout[1], probabilities(model, holdout[0]))
+    return ModelExport(
+        keras=keras_bytes(model),
+        weights=dense_net(model).to_npz(),
+        mistakes=evaluation.mistakes(test_bytes, y_test, test_probs).to_npz(),
+        evaluation=result,
+        restored=restored,
+        best_epoch=best_epoch,
+    )
