@@ -82,3 +82,31 @@ def compare_png(
         if histories:
             _plain(*ax.legend(fontsize=8).get_texts())
     return _png(fig)
+
+
+def search_progress_png(
+    points: Sequence[tuple[int, float, str]], metric: str, maximize: bool, title: str = ""
+) -> bytes:
+    """A search's objective per trial (completed dots, pruned crosses) and the best so far."""
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    pts = sorted(points)
+    for status, marker, name in (("succeeded", "o", "completed"), ("pruned", "x", "pruned")):
+        sel = [(n, v) for n, v, s in pts if s == status]
+        if sel:
+            ax.scatter([n for n, _ in sel], [v for _, v in sel], marker=marker, label=name)
+    best: list[float] = []
+    xs: list[int] = []
+    for n, v, s in pts:
+        if s != "succeeded":
+            continue
+        best.append(v if not best else (max if maximize else min)(best[-1], v))
+        xs.append(n)
+    if xs:
+        ax.step(xs, best, where="post", color="black", label="best so far")
+    ax.set_title("Search progress" + (f" - {title}" if title else ""))
+    ax.set_xlabel("Trial")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
