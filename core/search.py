@@ -18,6 +18,7 @@ from core.spec import ExperimentSpec, cost_error
 from core.sweep import Problem, SweepError, _loc, label, set_path
 
 MAX_TRIALS = 500
+MAX_GRID_VALUES = 1000
 OBJECTIVE_METRICS = ("val_accuracy", "val_loss")
 
 
@@ -114,6 +115,9 @@ def _dim_problems(path: str, dim: Dim, sampler: str) -> list[Problem]:
             out.append(Problem(f"{field}.step", "a log scale needs step 1"))
     if sampler == "grid" and isinstance(dim, FloatDim):
         out.append(Problem(f"{field}.type", "the grid sampler needs int or categorical dimensions"))
+    if sampler == "grid" and isinstance(dim, IntDim) and not out:
+        if (dim.high - dim.low) // dim.step + 1 > MAX_GRID_VALUES:
+            out.append(Problem(field, f"a grid dimension takes at most {MAX_GRID_VALUES} values"))
     return out
 
 
@@ -123,7 +127,7 @@ def build(base: dict[str, Any], params: dict[str, Any], name: str, seed: int) ->
     for path in sorted(params, key=lambda p: p.count(".")):
         set_path(doc, path, params[path])
     doc["seed"] = seed
-    doc["name"] = f"{name}: {label(params)}"[:200]
+    doc["name"] = name[:200]  # `<search> #<trial>`: the trial's params are in the search's table
     return ExperimentSpec.model_validate(doc)
 
 
@@ -171,7 +175,7 @@ def check(spec: SearchSpec, max_flops: float | None) -> dict[str, Any]:
     for combo in corners:
         params = dict(zip(paths, combo, strict=True))
         try:
-            exp = build(base, params, spec.name, base["seed"])
+            exp = build(base, params, f"{spec.name} #0", base["seed"])
         except ValidationError as exc:
             for e in exc.errors():
                 loc = _loc(e["loc"])

@@ -280,8 +280,13 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
                 saver.pending,
             )
         cancel = repo.cancel_requested(session, experiment_id)
+        # The pruner is asked before the last epoch only: a trial that trained every epoch is
+        # complete, and stopping it there would save nothing.
         prune = (
-            search_id is not None and not cancel and searches.should_prune(session, experiment_id)
+            search_id is not None
+            and not cancel
+            and report.epoch < spec.epochs
+            and searches.should_prune(session, experiment_id)
         )
         return cancel, prune
 

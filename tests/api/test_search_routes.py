@@ -68,6 +68,13 @@ def totals(client: TestClient) -> tuple[int, int]:
         ({"base": {**TINY, "epochs": 0}}, "base.epochs"),
         ({"sampler": "grid"}, "space.optimizer.learning_rate.type"),
         ({"sampler": "cmaes"}, "sampler"),
+        (
+            {
+                "sampler": "grid",
+                "space": {"layers.0.units": {"type": "int", "low": 1, "high": 10**18}},
+            },
+            "space.layers.0.units",
+        ),
         ({"pruner": {"type": "asha", "min_epochs": 0}}, "pruner.min_epochs"),
         ({"trials": 0}, "trials"),
         ({"space": {}}, "space"),
@@ -124,7 +131,7 @@ def _finish(exp_id: int, curve: list[float], params: int, status: str = SUCCEEDE
         with session_scope() as s:
             row = {"epoch": epoch, "loss": 1.0, "accuracy": v, "val_loss": 1.0 - v}
             repo.record_epoch(s, exp_id, 1, {**row, "val_accuracy": v})
-            pruned = searches.should_prune(s, exp_id)
+            pruned = epoch < len(curve) and searches.should_prune(s, exp_id)
         if pruned:
             status = PRUNED
             break
