@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
+import optuna
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
@@ -239,4 +240,62 @@ def progress(search: SearchDep, session: SessionDep) -> Response:
         raise HTTPException(409, f"search {search.id} has no ended trial yet")
     maximize = p.objective["direction"] == "maximize"
     png = figures.search_progress_png(points, p.objective["metric"], maximize, search.name)
+    return Response(png, media_type="image/png")
+
+
+def _completed(session: Session, search: Search) -> tuple[optuna.Study, list[Experiment]]:
+    exps = db_searches.members(session, search.id)
+    trials = [e for e in exps if db_searches.is_trial(e)]
+    study = db_searches.study(session, search, trials)
+    return study, trials
+
+
+@router.get("/{search_id}/importance")
+def importance(search: SearchDep, session: SessionDep) -> dict[str, float]:
+    """Each parameter's importance to the objective over the completed trials (Optuna's default
+    evaluator); 409 before two trials have completed."""
+    return _importances(session, search)
+
+
+def _importances(session: Session, search: Search) -> dict[str, float]:
+    study, _ = _completed(session, search)
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        raise HTTPException(409, f"search {search.id} has fewer than two completed trials")
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError) as exc:
+        raise HTTPException(409, f"search {search.id}: no importance yet ({exc})") from None
+
+
+@router.get(
+    "/{search_id}/importance.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def importance_png(search: SearchDep, session: SessionDep) -> Response:
+    """The importances as bars."""
+    png = figures.importance_png(_importances(session, search), search.name)
+    return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/{search_id}/parallel.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def parallel(search: SearchDep, session: SessionDep) -> Response:
+    """Parallel coordinates: every ended trial with a value (pruned ones at their last epoch)."""
+    p = _public(session, search)
+    rows = [r for r in p.trials if r.value is not None and r.status in FINISHED]
+    if not rows:
+        raise HTTPException(409, f"search {search.id} has no ended trial yet")
+    spec = db_searches.spec_of(search)
+    axes = [
+        (path.split(".")[-1], bool(getattr(dim, "log", False)), [r.params[path] for r in rows])
+        for path, dim in spec.space.items()
+    ]
+    png = figures.parallel_png(
+        axes, [r.value or 0.0 for r in rows], p.objective["metric"], search.name
+    )
     return Response(png, media_type="image/png")

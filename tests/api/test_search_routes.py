@@ -107,7 +107,8 @@ def test_a_search_queues_parallel_trials_as_experiments(client):
     listed = client.get("/searches").json()
     assert [x["id"] for x in listed] == [s["id"]]
     assert client.get("/searches/999999").status_code == 404
-    assert client.get(f"/searches/{s['id']}/progress.png").status_code == 409
+    for fig in ("progress.png", "parallel.png", "importance.png", "importance"):
+        assert client.get(f"/searches/{s['id']}/{fig}").status_code == 409
 
 
 def test_cancel_stops_asking_and_cancels_queued_trials(client):
@@ -184,5 +185,8 @@ def test_trials_are_asked_as_others_end_then_confirmed_and_concluded(client):
     assert result["params"] == 2000 and result["winner"] == 0
     assert result["test_accuracy"] == pytest.approx(0.5 + 2000 / 1e6)
     assert all(c["tied_with_best"] for c in result["configs"])
-    png = client.get(f"/searches/{sid}/progress.png")
-    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    for fig in ("progress", "parallel", "importance"):
+        png = client.get(f"/searches/{sid}/{fig}.png")
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG", (fig, png.text)
+    imp = client.get(f"/searches/{sid}/importance").json()
+    assert set(imp) == set(SPACE) and sum(imp.values()) == pytest.approx(1.0)
