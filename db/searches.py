@@ -82,8 +82,10 @@ def _sampler(spec: SearchSpec, salt: int) -> optuna.samplers.BaseSampler:
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
+        # Its seed shuffles the order of the grid's points, which `grid_id` indexes: it must not
+        # move between rebuilds.
         return optuna.samplers.GridSampler(
-            {p: grid_values(d) for p, d in spec.space.items()}, seed=seed
+            {p: grid_values(d) for p, d in spec.space.items()}, seed=spec.seed
         )
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 4)))
 

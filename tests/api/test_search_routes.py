@@ -190,3 +190,20 @@ def test_trials_are_asked_as_others_end_then_confirmed_and_concluded(client):
         assert png.status_code == 200 and png.content[:4] == b"\x89PNG", (fig, png.text)
     imp = client.get(f"/searches/{sid}/importance").json()
     assert set(imp) == set(SPACE) and sum(imp.values()) == pytest.approx(1.0)
+
+
+def test_a_grid_search_visits_each_point_once(client):
+    space = {
+        "layers.0.units": {"type": "int", "low": 8, "high": 16, "step": 8},
+        "layers.0.activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+    }
+    r = client.post(
+        "/searches", json=body(space=space, sampler="grid", trials=10, parallel=3)
+    ).json()
+    sid, queue = r["id"], list(r["trials"])
+    while queue:
+        queue += _finish(queue.pop(0), [0.5, 0.6, 0.7], params=100)
+    s = client.get(f"/searches/{sid}").json()
+    points = {tuple(sorted(t["params"].items())) for t in s["trials"]}
+    assert s["trials_asked"] == 4 and len(points) == 4  # the grid has 4 points
+    assert s["status"] == "done"

@@ -3,6 +3,8 @@ Optuna asks for trials as earlier ones end, ASHA prunes weak trials at an epoch 
 `pruned`, history kept up to there), the best configurations are confirmed on new seeds and
 only the winner's test accuracy is reported; a cancel stops every trial of the search."""
 
+import os
+import signal
 import time
 
 import httpx
@@ -23,13 +25,13 @@ BASE = {
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def stack(request, tmp_path_factory, pg_admin_url, external_redis):
-    # The hook holds the first trial of "cancel me" inside its epoch 2 (worker/testhooks.py).
+    # The hook holds the first trial of these searches inside its epoch 2 (worker/testhooks.py).
     s = make_stack(
         request.param,
         tmp_path_factory,
         pg_admin_url,
         external_redis,
-        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "cancel me #0:2"},
+        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "cancel me #0:2,killed trial #0:2,restarted #0:2"},
     )
     s.start()
     yield s
@@ -111,3 +113,43 @@ def test_cancel_stops_every_trial(stack):
     assert s["trials_asked"] == 2
     assert {t["status"] for t in s["trials"]} == {"cancelled"}
     assert s["trials"][0]["epochs_done"] == 1  # stopped inside epoch 2: it is not reported
+
+
+def small_search(name: str) -> dict:
+    return {
+        "name": name,
+        "base": {**BASE, "seed": 5},
+        "space": {"layers.0.units": {"type": "int", "low": 8, "high": 32}},
+        "sampler": "random",
+        "pruner": {"type": "none"},
+        "trials": 3,
+        "parallel": 1,
+    }
+
+
+def search_rows(stack, sid: int) -> int:
+    return stack.sql("SELECT count(*) FROM experiments WHERE search_id = :s", s=sid)[0][0]
+
+
+def test_worker_killed_mid_trial_neither_loses_nor_doubles_it(stack):
+    r = httpx.post(f"{stack.url}/searches", json=small_search("killed trial"), timeout=30)
+    sid, first = r.json()["id"], r.json()["trials"][0]
+    os.kill(stack.held(first), signal.SIGKILL)  # inside trial 0's epoch 2
+    s = wait_search(stack, sid, lambda s: s["result"] is not None)
+    assert s["trials_asked"] == 3 and search_rows(stack, sid) == 3
+    assert {t["status"] for t in s["trials"]} == {"succeeded"}
+    assert stack.get(first)["attempt"] == 2
+    assert [e for e, _ in stack.epoch_attempts(first)] == [1, 2, 3]  # each epoch once
+
+
+def test_search_survives_a_restart_of_the_stack(stack):
+    r = httpx.post(f"{stack.url}/searches", json=small_search("restarted"), timeout=30)
+    sid, first = r.json()["id"], r.json()["trials"][0]
+    stack.held(first)
+    stack.release(first)
+    stack.stop()  # mid-search: trial 0 ends (warm shutdown) or is resumed after the restart
+    stack.start()
+    s = wait_search(stack, sid, lambda s: s["result"] is not None)
+    assert s["trials_asked"] == 3 and search_rows(stack, sid) == 3
+    assert {t["status"] for t in s["trials"]} == {"succeeded"}
+    assert s["result"]["winner"] in {0, 1, 2}
