@@ -3,7 +3,9 @@ Optuna asks for trials as earlier ones end, ASHA prunes weak trials at an epoch 
 `pruned`, history kept up to there), the best configurations are confirmed on new seeds and
 only the winner's test accuracy is reported; a cancel stops every trial of the search."""
 
+import json
 import os
+import re
 import signal
 import time
 
@@ -48,7 +50,7 @@ def wait_search(stack, search_id: int, until, timeout: float = 600) -> dict:
     raise TimeoutError(f"search {search_id} stuck: {s}\n{stack.logs()}")
 
 
-def test_search_end_to_end(stack):
+def test_search_end_to_end(stack, tmp_path):
     body = {
         "name": "lr and width",
         "base": BASE,
@@ -65,10 +67,12 @@ def test_search_end_to_end(stack):
         "parallel": 2,
         "confirm": {"top": 2, "seeds": 2},
     }
-    r = httpx.post(f"{stack.url}/searches", json=body, timeout=30)
-    assert r.status_code == 202, r.text
-    sid = r.json()["id"]
-    s = wait_search(stack, sid, lambda s: s["result"] is not None)
+    spec_file = tmp_path / "search.json"
+    spec_file.write_text(json.dumps(body))
+    out = stack.cli("search", str(spec_file), "--watch", "--interval", "0.5", timeout=600)
+    sid = int(re.search(r"search (\d+) queued", out.stdout).group(1))
+    assert "winner: trial" in out.stdout and "test accuracy (read once)" in out.stdout
+    s = wait_search(stack, sid, lambda s: s["result"] is not None, timeout=30)
 
     assert s["status"] == "done" and s["trials_asked"] == 6 and len(s["trials"]) == 6
     assert {t["status"] for t in s["trials"]} <= {"succeeded", "pruned"}
@@ -90,6 +94,8 @@ def test_search_end_to_end(stack):
     assert all(c["n"] == 2 and c["std"] is not None for c in result["configs"])
     png = httpx.get(f"{stack.url}/searches/{sid}/progress.png")
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert "pruned" in stack.cli("search", "show", str(sid)).stdout
+    assert "lr and width" in stack.cli("search", "ls").stdout
     listed = httpx.get(f"{stack.url}/experiments", params={"limit": 50}).json()
     assert {t["id"] for t in s["trials"]} <= {e["id"] for e in listed["items"]}
 
