@@ -157,6 +157,8 @@ def _give_back(experiment_id: int, attempt: int, exc: BaseException) -> str:
         with contextlib.suppress(Exception):  # else the reaper sends it: it is queued in SQL
             enqueue(experiment_id, resumed=True)
         return "requeued"
+    if status == FAILED:
+        _next_trials(experiment_id)
     return {None: "lease-lost", FAILED: "failed"}.get(status, status)
 
 

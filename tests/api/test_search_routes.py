@@ -207,3 +207,10 @@ def test_a_grid_search_visits_each_point_once(client):
     points = {tuple(sorted(t["params"].items())) for t in s["trials"]}
     assert s["trials_asked"] == 4 and len(points) == 4  # the grid has 4 points
     assert s["status"] == "done"
+
+
+def test_cancelling_one_queued_trial_asks_the_next(client):
+    r = client.post("/searches", json=body()).json()
+    assert client.post(f"/experiments/{r['trials'][0]}/cancel").status_code == 202
+    s = client.get(f"/searches/{r['id']}").json()
+    assert s["trials_asked"] == 3 and s["counts"] == {"cancelled": 1, "queued": 2}
