@@ -76,6 +76,9 @@ class SearchSpec(_Strict):
     pruner: Pruner = Field(default_factory=Pruner)
     trials: int = Field(20, ge=1, le=MAX_TRIALS)
     parallel: int = Field(2, ge=1, le=50, description="trials of this search in flight at once")
+    timeout_seconds: int | None = Field(
+        None, ge=1, le=30 * 86400, description="no new trial is asked after this long"
+    )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="the sampler's seed")
     confirm: Confirm | None = None
 

@@ -196,6 +196,9 @@ def top_up(session: Session, search_id: int) -> list[int]:
     target = spec.trials
     if spec.sampler == "grid":
         target = min(target, _grid_size(spec))
+    if spec.timeout_seconds is not None:
+        if (utcnow() - search.created_at).total_seconds() >= spec.timeout_seconds:
+            target = len(trials)  # time is up: the trials asked so far are the search
     n = min(spec.parallel - in_flight, target - len(trials))
     if n > 0:
         return _new_trials(session, search, trials, n)

@@ -214,3 +214,21 @@ def test_cancelling_one_queued_trial_asks_the_next(client):
     assert client.post(f"/experiments/{r['trials'][0]}/cancel").status_code == 202
     s = client.get(f"/searches/{r['id']}").json()
     assert s["trials_asked"] == 3 and s["counts"] == {"cancelled": 1, "queued": 2}
+
+
+def test_no_trial_is_asked_after_timeout_seconds(client):
+    from datetime import timedelta
+
+    from db.models import Search
+    from db.session import session_scope
+
+    r = client.post("/searches", json=body(timeout_seconds=60)).json()
+    with session_scope() as s:  # the search was created 61 s ago
+        search = s.get(Search, r["id"])
+        assert search is not None
+        search.created_at = search.created_at - timedelta(seconds=61)
+    _finish(r["trials"][0], [0.5, 0.6, 0.7], params=100)
+    _finish(r["trials"][1], [0.5, 0.6, 0.8], params=100)
+    s = client.get(f"/searches/{r['id']}").json()
+    assert s["trials_asked"] == 2 and s["status"] == "done"
+    assert s["result"]["winner"] == 1
