@@ -55,7 +55,7 @@ class Objective(_Strict):
 
 
 class Pruner(_Strict):
-    type: Literal["asha", "median", "none"] = "asha"
+    type: Literal["asha", "hyperband", "median", "none"] = "asha"
     min_epochs: int = Field(1, ge=1, le=500, description="epochs every trial runs before pruning")
     reduction_factor: int = Field(3, ge=2, le=10, description="asha: keep 1/reduction_factor")
 

@@ -96,6 +96,12 @@ def _pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=p.min_epochs, reduction_factor=p.reduction_factor
         )
+    if p.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_epochs,
+            max_resource=max(p.min_epochs, spec.base["epochs"]),
+            reduction_factor=p.reduction_factor,
+        )
     if p.type == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=p.min_epochs - 1)
     return optuna.pruners.NopPruner()
@@ -105,6 +111,7 @@ def study(session: Session, search: Search, trials: list[Experiment]) -> optuna.
     """The Optuna study of `search`, rebuilt from its trials (in trial-number order)."""
     spec = spec_of(search)
     s = optuna.create_study(
+        study_name=f"labq-search-{search.id}",  # Hyperband's brackets hash it with the trial
         direction=spec.objective.direction,
         sampler=_sampler(spec, len(trials)),
         pruner=_pruner(spec),

@@ -150,8 +150,9 @@ def _end_all(search_id: int) -> None:
         searches.top_up(s, search_id)
 
 
-def test_trials_are_asked_as_others_end_then_confirmed_and_concluded(client):
-    spec = body(trials=6, parallel=2, pruner={"type": "asha", "min_epochs": 1})
+@pytest.mark.parametrize("pruner", ["asha", "hyperband"])
+def test_trials_are_asked_as_others_end_then_confirmed_and_concluded(client, pruner):
+    spec = body(trials=6, parallel=2, pruner={"type": pruner, "min_epochs": 1})
     spec["confirm"] = {"top": 2, "seeds": 2}
     r = client.post("/searches", json=spec).json()
     sid, queue = r["id"], list(r["trials"])
