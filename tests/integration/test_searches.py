@@ -143,7 +143,8 @@ def test_worker_killed_mid_trial_neither_loses_nor_doubles_it(stack):
     os.kill(stack.held(first), signal.SIGKILL)  # inside trial 0's epoch 2
     s = wait_search(stack, sid, lambda s: s["result"] is not None)
     assert s["trials_asked"] == 3 and search_rows(stack, sid) == 3
-    assert {t["status"] for t in s["trials"]} == {"succeeded"}
+    why = [(t["id"], stack.get(t["id"]).get("error")) for t in s["trials"]]
+    assert {t["status"] for t in s["trials"]} == {"succeeded"}, (why, stack.logs()[-4000:])
     assert stack.get(first)["attempt"] == 2
     assert [e for e, _ in stack.epoch_attempts(first)] == [1, 2, 3]  # each epoch once
 
