@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from core.constants import CANCELLED, FAILED, PRUNED, QUEUED, SUCCEEDED
-from core.queue import enqueue, mark_consumed, time_limits
+from core.queue import enqueue, mark_consumed, spec_flops, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
 from db import model_artifacts, repo, searches
@@ -390,9 +390,10 @@ def _next_trials(experiment_id: int) -> None:
 
 
 def _enqueue_trials(ids: list[int]) -> None:
+    flops = db_write(lambda s: {i: spec_flops(repo.get(s, i).spec) for i in ids}) if ids else {}
     for exp_id in ids:
         try:
-            enqueue(exp_id)
+            enqueue(exp_id, flops[exp_id])
         except Exception:  # stored and queued in SQL: re-sent when a worker starts
             log.exception("could not send search trial %s to the broker", exp_id)
 

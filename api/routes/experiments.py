@@ -304,8 +304,9 @@ def cancel(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> Expe
     asked: list[int] = []
     if exp.search_id is not None and status == CANCELLED:  # a queued trial: its search goes on
         asked = searches.top_up(session, exp.search_id)
+    new = [e for i in asked if (e := session.get(Experiment, i)) is not None]
     session.commit()
-    enqueue_stored(asked)
+    enqueue_stored(new)
     session.refresh(exp)
     return to_public(session, exp)
 

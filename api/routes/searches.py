@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.deps import MAX_ID, IdPath, SessionDep, SettingsDep
+from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
 from api.routes.experiments import enqueue_stored
 from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
@@ -178,9 +178,10 @@ def create(
             ]
         ) from None
     search, ids = db_searches.create_search(session, spec, base)
+    trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
     session.commit()
     answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
-    answer.warning = enqueue_stored(ids)
+    answer.warning = enqueue_stored(trials)
     response.headers["Location"] = answer.url
     return answer
 
@@ -212,8 +213,10 @@ def read(search: SearchDep, session: SessionDep) -> SearchPublic:
     return _public(session, search)
 
 
-@router.post("/{search_id}/cancel", status_code=202, response_model=SearchPublic)
-def cancel(search: SearchDep, session: SessionDep) -> SearchPublic:
+@router.post(
+    "/{search_id}/cancel", status_code=202, response_model=SearchPublic, openapi_extra=JSON_WRITE
+)
+def cancel(search: SearchDep, session: SessionDep, body: NoBody = None) -> SearchPublic:
     """No new trial is asked; queued trials are cancelled at once, running ones stop at their
     next epoch end (or sooner: the worker polls the cancel flag inside an epoch)."""
     db_searches.cancel_search(session, search.id)

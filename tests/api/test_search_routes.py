@@ -113,7 +113,7 @@ def test_a_search_queues_parallel_trials_as_experiments(client):
 
 def test_cancel_stops_asking_and_cancels_queued_trials(client):
     sid = client.post("/searches", json=body()).json()["id"]
-    r = client.post(f"/searches/{sid}/cancel")
+    r = client.post(f"/searches/{sid}/cancel", json={})
     assert r.status_code == 202, r.text
     s = r.json()
     assert s["status"] == "cancelled"
@@ -212,7 +212,7 @@ def test_a_grid_search_visits_each_point_once(client):
 
 def test_cancelling_one_queued_trial_asks_the_next(client):
     r = client.post("/searches", json=body()).json()
-    assert client.post(f"/experiments/{r['trials'][0]}/cancel").status_code == 202
+    assert client.post(f"/experiments/{r['trials'][0]}/cancel", json={}).status_code == 202
     s = client.get(f"/searches/{r['id']}").json()
     assert s["trials_asked"] == 3 and s["counts"] == {"cancelled": 1, "queued": 2}
 

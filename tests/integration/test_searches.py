@@ -113,7 +113,7 @@ def test_cancel_stops_every_trial(stack):
     assert r.status_code == 202, r.text
     sid, first = r.json()["id"], r.json()["trials"][0]
     stack.held(first)  # trial 0 is inside its epoch 2
-    r = httpx.post(f"{stack.url}/searches/{sid}/cancel", timeout=30)
+    r = httpx.post(f"{stack.url}/searches/{sid}/cancel", json={}, timeout=30)
     assert r.status_code == 202, r.text
     s = wait_search(stack, sid, lambda s: s["status"] == "cancelled", timeout=120)
     assert s["trials_asked"] == 2
