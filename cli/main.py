@@ -16,6 +16,7 @@ from cli import bench as bench_cli
 from cli import lab as lab_cli
 from cli import lifecycle, maintenance
 from cli import models as models_cli
+from cli import searches as searches_cli
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli.client import call, read_json
@@ -25,6 +26,7 @@ from core.settings import get_settings
 
 app = typer.Typer(help="labq: a job queue for Keras experiments.", no_args_is_help=True)
 app.add_typer(sweeps_cli.app, name="sweep")
+app.add_typer(searches_cli.app, name="search")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(tokens_cli.app, name="token")
 app.command("bench")(bench_cli.bench)

@@ -82,3 +82,93 @@ def compare_png(
         if histories:
             _plain(*ax.legend(fontsize=8).get_texts())
     return _png(fig)
+
+
+def search_progress_png(
+    points: Sequence[tuple[int, float, str]], metric: str, maximize: bool, title: str = ""
+) -> bytes:
+    """A search's objective per trial (completed dots, pruned crosses) and the best so far."""
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    pts = sorted(points)
+    for status, marker, name in (("succeeded", "o", "completed"), ("pruned", "x", "pruned")):
+        sel = [(n, v) for n, v, s in pts if s == status]
+        if sel:
+            ax.scatter([n for n, _ in sel], [v for _, v in sel], marker=marker, label=name)
+    best: list[float] = []
+    xs: list[int] = []
+    for n, v, s in pts:
+        if s != "succeeded":
+            continue
+        best.append(v if not best else (max if maximize else min)(best[-1], v))
+        xs.append(n)
+    if xs:
+        ax.step(xs, best, where="post", color="black", label="best so far")
+    ax.set_title("Search progress" + (f" - {title}" if title else ""))
+    ax.set_xlabel("Trial")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def parallel_png(
+    axes: Sequence[tuple[str, bool, list[Any]]],
+    values: Sequence[float],
+    metric: str,
+    title: str = "",
+) -> bytes:
+    """Parallel coordinates of a search: one vertical axis per parameter (log ones on a log
+    scale, categorical ones by choice) and the objective last, one line per trial coloured by its
+    objective. `axes` holds (name, log, per-trial values)."""
+    fig = Figure(figsize=(2.2 * (len(axes) + 1) + 2, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    cols: list[list[float]] = []
+    labels: list[list[str]] = []
+    for _name, log, vals in axes:
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+            xs = [float(np.log10(v)) if log and v > 0 else float(v) for v in vals]
+            lo, hi = min(xs), max(xs)
+            cols.append([(x - lo) / (hi - lo) if hi > lo else 0.5 for x in xs])
+            labels.append([f"{min(vals):.3g}", f"{max(vals):.3g}"])
+        else:
+            choices = sorted({str(v) for v in vals})
+            idx = {c: i for i, c in enumerate(choices)}
+            n = max(1, len(choices) - 1)
+            cols.append([idx[str(v)] / n if len(choices) > 1 else 0.5 for v in vals])
+            labels.append([choices[0], choices[-1]])
+    lo, hi = min(values), max(values)
+    cols.append([(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values])
+    labels.append([f"{lo:.4g}", f"{hi:.4g}"])
+    cmap = matplotlib.colormaps["viridis"]
+    for i in range(len(values)):
+        ax.plot(
+            range(len(cols)),
+            [c[i] for c in cols],
+            color=cmap(cols[-1][i]),
+            alpha=0.8,
+            marker="o",
+            markersize=3,
+        )
+    for j, (low, high) in enumerate(labels):
+        ax.axvline(j, color="grey", lw=0.8)
+        ax.annotate(low, (j, -0.04), ha="center", va="top", fontsize=8)
+        ax.annotate(high, (j, 1.04), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(cols)), [a[0] for a in axes] + [metric], fontsize=8)
+    ax.set_yticks([])
+    ax.set_ylim(-0.12, 1.12)
+    ax.set_title("Parallel coordinates" + (f" - {title}" if title else ""))
+    return _png(fig)
+
+
+def importance_png(importances: dict[str, float], title: str = "") -> bytes:
+    """Each parameter's share of the objective's variation (Optuna's importance evaluator)."""
+    names = list(importances)[::-1]
+    fig = Figure(figsize=(8, 1 + 0.5 * len(names)))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel("importance")
+    ax.set_xlim(0, 1)
+    ax.set_title("Parameter importance" + (f" - {title}" if title else ""))
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)

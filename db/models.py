@@ -56,6 +56,23 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Search(Base):
+    """An adaptive search: Optuna asks for trials (experiments with `search_id`), its pruner stops
+    weak ones at an epoch end, and a confirmation re-runs the best on more seeds."""
+
+    __tablename__ = "searches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the SearchSpec, base normalized
+    preset: Mapped[str | None] = mapped_column(String(100))
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {winner trial, per-config confirmation stats, test_accuracy}: written once, when the
+    # confirmation runs have all finished; the winner's test accuracy is read then and only then.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = (Index("ix_experiments_status_id", "status", "id"),)
@@ -67,6 +84,10 @@ class Experiment(Base):
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
     config_key: Mapped[str | None] = mapped_column(String(500))  # sweep cell, repeats share it
     token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"))
+    search_id: Mapped[int | None] = mapped_column(ForeignKey("searches.id"), index=True)
+    # {"number", "params", "distributions", "system_attrs"} of an Optuna trial, or
+    # {"confirm_of": trial number, "seed_index"} of a confirmation run
+    search_trial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

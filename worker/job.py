@@ -24,11 +24,11 @@ import traceback
 import numpy as np
 from pydantic import ValidationError
 
-from core.constants import CANCELLED, FAILED, QUEUED, SUCCEEDED
-from core.queue import enqueue, mark_consumed, time_limits
+from core.constants import CANCELLED, FAILED, PRUNED, QUEUED, SUCCEEDED
+from core.queue import enqueue, mark_consumed, spec_flops, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
-from db import model_artifacts, repo
+from db import model_artifacts, repo, searches
 from worker import checkpoint as ckpt
 from worker import testhooks
 from worker.breaker import Breaker, stop_taking_jobs
@@ -108,6 +108,7 @@ def _run(experiment_id: int) -> tuple[str, "LeaseKeeper | None"]:
                 error=error,
                 traceback=summary[-8000:],
             )
+            _next_trials(experiment_id)
         except LeaseLost:
             return "lease-lost", keeper
         except Exception:
@@ -156,6 +157,8 @@ def _give_back(experiment_id: int, attempt: int, exc: BaseException) -> str:
         with contextlib.suppress(Exception):  # else the reaper sends it: it is queued in SQL
             enqueue(experiment_id, resumed=True)
         return "requeued"
+    if status == FAILED:
+        _next_trials(experiment_id)
     return {None: "lease-lost", FAILED: "failed"}.get(status, status)
 
 
@@ -199,7 +202,10 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
 
     attempt = claimed.attempt
 
-    raw = db_write(lambda s: repo.get(s, experiment_id).spec)
+    raw, search_id = db_write(
+        lambda s: (lambda e: (e.spec, e.search_id))(repo.get(s, experiment_id))
+    )
+    pruned = False  # a search's pruner stopped this trial at an epoch end
     try:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
@@ -275,17 +281,27 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
                 "application/x-labq-checkpoint",
                 saver.pending,
             )
-        return repo.cancel_requested(session, experiment_id)
+        cancel = repo.cancel_requested(session, experiment_id)
+        # The pruner is asked before the last epoch only: a trial that trained every epoch is
+        # complete, and stopping it there would save nothing.
+        prune = (
+            search_id is not None
+            and not cancel
+            and report.epoch < spec.epochs
+            and searches.should_prune(session, experiment_id)
+        )
+        return cancel, prune
 
     def on_epoch(report) -> bool:
+        nonlocal pruned
         if keeper.lost.is_set():
             raise LeaseLost()
         t0 = time.perf_counter()
-        cancel = db_write(write_epoch, report)
+        cancel, pruned = db_write(write_epoch, report)
         keeper.epochs += 1
         if saver.pending is not None:
             saver.written(time.perf_counter() - t0)
-        return cancel
+        return cancel or pruned
 
     result = train(
         spec,
@@ -309,9 +325,24 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
             error=f"time limit of {soft_limit} s exceeded (from the spec's estimated cost "
             f"{estimate_flops(spec):.3g} FLOP; see LABQ_JOB_FLOPS_PER_SECOND)",
         )
+        _next_trials(experiment_id)
         return "failed"
 
     status = CANCELLED if result.stopped == "cancelled" else SUCCEEDED
+    if pruned and not keeper.cancel.is_set():
+        status = PRUNED
+    # A search's trial is chosen on the hold-out: its test set is not recorded (only the
+    # confirmation runs', and the search reports only the winner's; docs/guarantees.md).
+    trial = search_id is not None and status in (SUCCEEDED, PRUNED, CANCELLED)
+    test = (
+        {}
+        if trial and _is_trial(experiment_id)
+        else {
+            "test_loss": result.test_loss,
+            "test_accuracy": result.test_accuracy,
+        }
+    )
+    asked: list[int] = []
     buf = io.BytesIO()
     np.save(buf, result.first_kernel)
 
@@ -328,15 +359,43 @@ def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
             attempt,
             status,
             train_seconds=result.train_seconds,
-            test_loss=result.test_loss,
-            test_accuracy=result.test_accuracy,
             diverged=result.diverged,
             error="training diverged (loss became NaN or infinite)" if result.diverged else None,
+            **test,
         )
+        if search_id is not None:  # in the fenced transaction: a trial's end is counted once
+            asked[:] = searches.top_up(session, search_id)
 
     db_write(write_result)
+    _enqueue_trials(asked)
     log.info("experiment %s %s (attempt %s)", experiment_id, status, attempt)
     return status
+
+
+def _is_trial(experiment_id: int) -> bool:
+    return bool(db_write(lambda s: searches.is_trial(repo.get(s, experiment_id))))
+
+
+def _next_trials(experiment_id: int) -> None:
+    """After a search trial failed: ask for the next ones (the search's lock serializes)."""
+
+    def ask(session) -> list[int]:
+        exp = repo.get(session, experiment_id)
+        return [] if exp.search_id is None else searches.top_up(session, exp.search_id)
+
+    try:
+        _enqueue_trials(db_write(ask))
+    except Exception:
+        log.exception("experiment %s: could not ask for the search's next trials", experiment_id)
+
+
+def _enqueue_trials(ids: list[int]) -> None:
+    flops = db_write(lambda s: {i: spec_flops(repo.get(s, i).spec) for i in ids}) if ids else {}
+    for exp_id in ids:
+        try:
+            enqueue(exp_id, flops[exp_id])
+        except Exception:  # stored and queued in SQL: re-sent when a worker starts
+            log.exception("could not send search trial %s to the broker", exp_id)
 
 
 def _clear_session() -> None:

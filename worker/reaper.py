@@ -19,7 +19,7 @@ import redis
 from core.constants import FAILED
 from core.queue import enqueue, spec_flops, unsent
 from core.settings import get_settings
-from db import repo
+from db import repo, searches
 from db.models import utcnow
 from db.session import session_scope
 
@@ -31,6 +31,7 @@ QUEUED_GRACE_SECONDS = 5  # a fresh submission is being sent by the API; leave i
 def reap(requeue_queued: bool = False) -> list[int]:
     settings = get_settings()
     candidates: list[int] = []
+    asked: list[int] = []
     with session_scope() as session:
         _expire_dead_local(session)
         for exp_id in repo.expired_leases(session):
@@ -47,13 +48,15 @@ def reap(requeue_queued: bool = False) -> list[int]:
                     ),
                 )
                 log.warning("experiment %s failed after %s lost attempts", exp_id, lost)
+                if exp.search_id is not None:  # its search asks for the trials that follow
+                    asked += searches.top_up(session, exp.search_id)
             else:
                 candidates.append(exp_id)
         if requeue_queued:
             queued = repo.queued_ids(session)
         else:
             queued = repo.queued_ids(session, older_than=QUEUED_GRACE_SECONDS)
-        queued = [i for i in queued if i not in candidates]
+        queued = [i for i in queued if i not in candidates] + asked
     try:  # the database part above is committed even when Redis is away
         resumed = unsent(candidates)
         fresh = queued if requeue_queued else unsent(queued)

@@ -33,10 +33,10 @@ from api.schemas import (
     Metrics,
 )
 from core import figures
-from core.constants import QUEUED, STATUSES
+from core.constants import CANCELLED, QUEUED, STATUSES
 from core.queue import enqueue, spec_flops
 from core.spec import ExperimentSpec, architecture, cost_error
-from db import repo
+from db import repo, searches
 from db.models import Experiment, utcnow
 from db.session import session_scope
 
@@ -300,8 +300,13 @@ def history_png(exp: ExperimentDep, session: SessionDep) -> Response:
     openapi_extra=JSON_WRITE,
 )
 def cancel(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> ExperimentPublic:
-    repo.request_cancel(session, exp.id)
+    status = repo.request_cancel(session, exp.id)
+    asked: list[int] = []
+    if exp.search_id is not None and status == CANCELLED:  # a queued trial: its search goes on
+        asked = searches.top_up(session, exp.search_id)
+    new = [e for i in asked if (e := session.get(Experiment, i)) is not None]
     session.commit()
+    enqueue_stored(new)
     session.refresh(exp)
     return to_public(session, exp)
 

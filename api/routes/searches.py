@@ -1,0 +1,304 @@
+"""/searches: Optuna chooses the trials, its pruner stops weak ones, a confirmation picks honestly.
+
+A search's trials are ordinary experiments (in the runs list, with history, cancel, leases and
+resume). The first `parallel` trials are asked for here, at create; each later one by the worker
+that ends a trial (db/searches.py). Once every trial has ended, the top `confirm.top`
+configurations are re-run on `confirm.seeds` new seeds, and the winner is chosen by the rule in
+docs/guarantees.md; only its test accuracy is reported.
+"""
+
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any
+
+import optuna
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
+from api.routes.experiments import enqueue_stored
+from core import figures
+from core.constants import FINISHED, QUEUED, RUNNING
+from core.search import SearchSpec, check
+from core.sweep import SweepError, label
+from db import searches as db_searches
+from db.models import Experiment, Search
+
+router = APIRouter(prefix="/searches", tags=["searches"])
+
+
+class SearchAccepted(BaseModel):
+    id: int
+    status: str
+    trials: list[int]
+    url: str
+    warning: str | None = None
+
+
+class TrialRow(BaseModel):
+    id: int
+    number: int | None  # None for a confirmation run
+    confirm_of: int | None
+    status: str
+    params: dict[str, Any]
+    label: str
+    epochs_done: int
+    epochs_total: int
+    value: float | None  # the objective: the last recorded epoch's
+    train_seconds: float | None
+    model_params: int | None
+
+
+class SearchSummary(BaseModel):
+    id: int
+    name: str
+    status: str
+    created_at: datetime
+    trials_asked: int
+    trials_target: int
+    counts: dict[str, int]
+    best_value: float | None
+
+
+class SearchPublic(SearchSummary):
+    spec: dict[str, Any]
+    objective: dict[str, str]
+    best: TrialRow | None
+    trials: list[TrialRow]
+    confirmation: list[TrialRow]
+    result: dict[str, Any] | None
+
+
+def _status(search: Search, counts: Counter[str]) -> str:
+    if search.result is not None:
+        return "done"
+    if search.cancelled:
+        return "cancelled" if not (counts[QUEUED] + counts[RUNNING]) else "cancelling"
+    return "running" if counts[RUNNING] else "queued" if counts[QUEUED] else "running"
+
+
+def _rows(session: Session, search: Search, exps: list[Experiment]) -> list[TrialRow]:
+    spec = db_searches.spec_of(search)
+    values = db_searches.objective_values(session, [e.id for e in exps], spec.objective.metric)
+    rows = []
+    for e in exps:
+        t = e.search_trial or {}
+        params = t.get("params") or {}
+        rows.append(
+            TrialRow(
+                id=e.id,
+                number=t.get("number"),
+                confirm_of=t.get("confirm_of"),
+                status=e.status,
+                params=params,
+                label=label(params) if params else e.name,
+                epochs_done=e.epochs_done,
+                epochs_total=e.epochs_total,
+                value=values[e.id][-1] if values[e.id] else None,
+                train_seconds=e.train_seconds,
+                model_params=e.params,
+            )
+        )
+    return rows
+
+
+def _best(search: Search, rows: list[TrialRow]) -> TrialRow | None:
+    done = [
+        r for r in rows if r.number is not None and r.status == "succeeded" and r.value is not None
+    ]
+    if not done:
+        return None
+    maximize = db_searches.spec_of(search).objective.direction == "maximize"
+    return (max if maximize else min)(done, key=lambda r: r.value or 0.0)
+
+
+def _summary(
+    search: Search, counts: Counter[str], best: TrialRow | None, asked: int
+) -> dict[str, Any]:
+    spec = db_searches.spec_of(search)
+    return {
+        "id": search.id,
+        "name": search.name,
+        "status": _status(search, counts),
+        "created_at": search.created_at,
+        "trials_asked": asked,
+        "trials_target": spec.trials,
+        "counts": dict(counts),
+        "best_value": best.value if best else None,
+    }
+
+
+def _public(session: Session, search: Search) -> SearchPublic:
+    exps = db_searches.members(session, search.id)
+    rows = _rows(session, search, exps)
+    trials = [r for r in rows if r.number is not None]
+    counts = Counter(e.status for e in exps if db_searches.is_trial(e))
+    best = _best(search, rows)
+    spec = db_searches.spec_of(search)
+    return SearchPublic(
+        **_summary(search, counts, best, len(trials)),
+        spec=search.spec,
+        objective=spec.objective.model_dump(),
+        best=best,
+        trials=trials,
+        confirmation=[r for r in rows if r.number is None],
+        result=search.result,
+    )
+
+
+def get_search(search_id: IdPath, session: SessionDep) -> Search:
+    search = db_searches.get_search(session, search_id)
+    if search is None:
+        raise HTTPException(404, f"search {search_id} not found")
+    return search
+
+
+SearchDep = Annotated[Search, Depends(get_search)]
+
+
+@router.post("", status_code=202, response_model=SearchAccepted)
+def create(
+    spec: SearchSpec, session: SessionDep, settings: SettingsDep, response: Response
+) -> SearchAccepted:
+    """Store a search and queue its first `parallel` trials: 202 with `Location`.
+
+    Rules beyond the schema (each a 422 naming the field, nothing stored): every space path must
+    exist in the spec; every corner of the space must be a valid experiment under the cost cap
+    (LABQ_MAX_JOB_FLOPS); `base.validation` must be a hold-out (selection never reads the test
+    set); a `grid` sampler takes int and categorical dimensions only."""
+    try:
+        base = check(spec, settings.max_job_flops)
+    except SweepError as exc:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", *p.field.split(".")), "msg": p.msg, "type": p.type}
+                for p in exc.problems
+            ]
+        ) from None
+    search, ids = db_searches.create_search(session, spec, base)
+    trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
+    session.commit()
+    answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
+    answer.warning = enqueue_stored(trials)
+    response.headers["Location"] = answer.url
+    return answer
+
+
+@router.get("", response_model=list[SearchSummary])
+def list_(
+    session: SessionDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> list[SearchSummary]:
+    rows, total = db_searches.list_searches(session, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(total)
+    out = []
+    for s in rows:
+        exps = db_searches.members(session, s.id)
+        trials = [e for e in exps if db_searches.is_trial(e)]
+        counts = Counter(e.status for e in trials)
+        best = _best(s, _rows(session, s, trials))
+        out.append(SearchSummary(**_summary(s, counts, best, len(trials))))
+    return out
+
+
+@router.get("/{search_id}", response_model=SearchPublic)
+def read(search: SearchDep, session: SessionDep) -> SearchPublic:
+    """Trials (params, epochs, objective, status: `pruned` ones stopped early), the best trial,
+    the confirmation runs and, once they have ended, `result`: the winner, each confirmed
+    configuration's mean ± std, and the winner's test accuracy (the only test number shown)."""
+    return _public(session, search)
+
+
+@router.post(
+    "/{search_id}/cancel", status_code=202, response_model=SearchPublic, openapi_extra=JSON_WRITE
+)
+def cancel(search: SearchDep, session: SessionDep, body: NoBody = None) -> SearchPublic:
+    """No new trial is asked; queued trials are cancelled at once, running ones stop at their
+    next epoch end (or sooner: the worker polls the cancel flag inside an epoch)."""
+    db_searches.cancel_search(session, search.id)
+    session.commit()
+    session.refresh(search)
+    return _public(session, search)
+
+
+@router.get(
+    "/{search_id}/progress.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def progress(search: SearchDep, session: SessionDep) -> Response:
+    """The objective of every ended trial by trial number, pruned ones marked, and the best so
+    far."""
+    p = _public(session, search)
+    points = [
+        (r.number, r.value, r.status)
+        for r in p.trials
+        if r.number is not None and r.value is not None and r.status in FINISHED
+    ]
+    if not points:
+        raise HTTPException(409, f"search {search.id} has no ended trial yet")
+    maximize = p.objective["direction"] == "maximize"
+    png = figures.search_progress_png(points, p.objective["metric"], maximize, search.name)
+    return Response(png, media_type="image/png")
+
+
+def _completed(session: Session, search: Search) -> tuple[optuna.Study, list[Experiment]]:
+    exps = db_searches.members(session, search.id)
+    trials = [e for e in exps if db_searches.is_trial(e)]
+    study = db_searches.study(session, search, trials)
+    return study, trials
+
+
+@router.get("/{search_id}/importance")
+def importance(search: SearchDep, session: SessionDep) -> dict[str, float]:
+    """Each parameter's importance to the objective over the completed trials (Optuna's default
+    evaluator); 409 before two trials have completed."""
+    return _importances(session, search)
+
+
+def _importances(session: Session, search: Search) -> dict[str, float]:
+    study, _ = _completed(session, search)
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        raise HTTPException(409, f"search {search.id} has fewer than two completed trials")
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError) as exc:
+        raise HTTPException(409, f"search {search.id}: no importance yet ({exc})") from None
+
+
+@router.get(
+    "/{search_id}/importance.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def importance_png(search: SearchDep, session: SessionDep) -> Response:
+    """The importances as bars."""
+    png = figures.importance_png(_importances(session, search), search.name)
+    return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/{search_id}/parallel.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def parallel(search: SearchDep, session: SessionDep) -> Response:
+    """Parallel coordinates: every ended trial with a value (pruned ones at their last epoch)."""
+    p = _public(session, search)
+    rows = [r for r in p.trials if r.value is not None and r.status in FINISHED]
+    if not rows:
+        raise HTTPException(409, f"search {search.id} has no ended trial yet")
+    spec = db_searches.spec_of(search)
+    axes = [
+        (path.split(".")[-1], bool(getattr(dim, "log", False)), [r.params[path] for r in rows])
+        for path, dim in spec.space.items()
+    ]
+    png = figures.parallel_png(
+        axes, [r.value or 0.0 for r in rows], p.objective["metric"], search.name
+    )
+    return Response(png, media_type="image/png")

@@ -1,0 +1,382 @@
+"""Repository functions for searches: Optuna asks for trials, prunes them, and the confirmation.
+
+Optuna's samplers and pruners run on a study rebuilt, under a lock on the search's row, from
+labq's own rows: each trial is an experiment (`search_id`, `search_trial` = its number, params,
+distributions and Optuna system attributes) and its intermediate values are its epochs. So the
+study state lives in labq's SQL database, under labq's migrations and fenced writes; it survives
+restarts and is shared by workers on several hosts; nothing else writes to the database.
+
+Who asks: the API asks for the first `parallel` trials when it stores the search; a worker asks
+for the next ones in the same transaction that records a trial's end (fenced by its attempt, so
+a trial resumed after its worker died ends, and is counted, once). Both hold the search's row lock
+(`_lock`), so two trials ending at once never overshoot `parallel` or `trials`.
+"""
+
+import math
+from collections import Counter
+from typing import Any
+
+import optuna
+from scipy import stats
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.constants import CANCELLED, FAILED, FINISHED, PRUNED, QUEUED, RUNNING, SUCCEEDED
+from core.search import SearchSpec, build, distribution, grid_values
+from db import repo
+from db.models import EpochRow, Experiment, Search, utcnow
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ALPHA = 0.05  # Welch's t-test: a difference with p >= ALPHA is inside run-to-run noise
+
+
+def _lock(session: Session, search_id: int) -> Search | None:
+    """Take the search's row lock (PostgreSQL: the row; SQLite: the database's write lock)."""
+    session.execute(update(Search).where(Search.id == search_id).values(name=Search.name))
+    return session.get(Search, search_id, populate_existing=True)
+
+
+def spec_of(search: Search) -> SearchSpec:
+    return SearchSpec.model_validate(search.spec)
+
+
+def members(session: Session, search_id: int) -> list[Experiment]:
+    return list(
+        session.scalars(
+            select(Experiment).where(Experiment.search_id == search_id).order_by(Experiment.id)
+        )
+    )
+
+
+def is_trial(exp: Experiment) -> bool:
+    return exp.search_trial is not None and "number" in exp.search_trial
+
+
+def objective_values(session: Session, exp_ids: list[int], metric: str) -> dict[int, list[float]]:
+    """{experiment id: objective per epoch, in epoch order} (missing epochs left out)."""
+    out: dict[int, list[float]] = {i: [] for i in exp_ids}
+    if not exp_ids:
+        return out
+    rows = session.execute(
+        select(EpochRow.experiment_id, getattr(EpochRow, metric))
+        .where(EpochRow.experiment_id.in_(exp_ids))
+        .order_by(EpochRow.experiment_id, EpochRow.epoch)
+    )
+    for exp_id, value in rows:
+        if value is not None and math.isfinite(value):
+            out[exp_id].append(float(value))
+    return out
+
+
+def final_value(exp: Experiment, values: list[float]) -> float | None:
+    """The objective of a finished trial: its last epoch's value."""
+    if exp.status != SUCCEEDED or exp.diverged or not values:
+        return None
+    return values[-1]
+
+
+def _sampler(spec: SearchSpec, salt: int) -> optuna.samplers.BaseSampler:
+    # The study is rebuilt for every ask: a fixed seed would repeat the same draw, so it moves on
+    # with the number of trials asked so far.
+    seed = None if spec.seed is None else spec.seed + salt
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.sampler == "grid":
+        # Its seed shuffles the order of the grid's points, which `grid_id` indexes: it must not
+        # move between rebuilds.
+        return optuna.samplers.GridSampler(
+            {p: grid_values(d) for p, d in spec.space.items()}, seed=spec.seed
+        )
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 4)))
+
+
+def _pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
+    p = spec.pruner
+    if p.type == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_epochs, reduction_factor=p.reduction_factor
+        )
+    if p.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_epochs,
+            max_resource=max(p.min_epochs, spec.base["epochs"]),
+            reduction_factor=p.reduction_factor,
+        )
+    if p.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=p.min_epochs - 1)
+    return optuna.pruners.NopPruner()
+
+
+def study(session: Session, search: Search, trials: list[Experiment]) -> optuna.Study:
+    """The Optuna study of `search`, rebuilt from its trials (in trial-number order)."""
+    spec = spec_of(search)
+    s = optuna.create_study(
+        study_name=f"labq-search-{search.id}",  # Hyperband's brackets hash it with the trial
+        direction=spec.objective.direction,
+        sampler=_sampler(spec, len(trials)),
+        pruner=_pruner(spec),
+    )
+    values = objective_values(session, [t.id for t in trials], spec.objective.metric)
+    for exp in trials:
+        t = exp.search_trial or {}
+        vals = values[exp.id]
+        value = final_value(exp, vals)
+        if exp.status in (QUEUED, RUNNING):
+            state = optuna.trial.TrialState.RUNNING
+        elif exp.status == PRUNED:
+            state = optuna.trial.TrialState.PRUNED
+        elif value is not None:
+            state = optuna.trial.TrialState.COMPLETE
+        else:
+            state = optuna.trial.TrialState.FAIL
+        s.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value if state == optuna.trial.TrialState.COMPLETE else None,
+                params=t["params"],
+                distributions={
+                    k: optuna.distributions.json_to_distribution(v)
+                    for k, v in t["distributions"].items()
+                },
+                intermediate_values=dict(enumerate(vals, start=1)),
+                system_attrs=t.get("system_attrs", {}),
+            )
+        )
+    return s
+
+
+def _new_trials(session: Session, search: Search, trials: list[Experiment], n: int) -> list[int]:
+    spec = spec_of(search)
+    st = study(session, search, trials)
+    dists = {p: distribution(d) for p, d in spec.space.items()}
+    base = spec.base
+    ids: list[int] = []
+    for _ in range(n):
+        trial = st.ask(dists)
+        frozen = st._storage.get_trial(trial._trial_id)
+        number = len(trials) + len(ids)
+        exp_spec = build(base, trial.params, f"{spec.name} #{number}", base["seed"])
+        exp = repo.create_experiment(session, exp_spec)
+        exp.search_id = search.id
+        exp.search_trial = {
+            "number": number,
+            "params": trial.params,
+            "distributions": {
+                k: optuna.distributions.distribution_to_json(v) for k, v in dists.items()
+            },
+            "system_attrs": _jsonable(frozen.system_attrs),
+        }
+        ids.append(exp.id)
+    session.flush()
+    return ids
+
+
+def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.items()}
+
+
+def create_search(
+    session: Session, spec: SearchSpec, base: dict[str, Any], preset: str | None = None
+) -> tuple[Search, list[int]]:
+    """Store the search and ask for its first `parallel` trials; flushed, not committed."""
+    doc = spec.model_dump(mode="json")
+    doc["base"] = base
+    if doc["seed"] is None:
+        doc["seed"] = base["seed"]
+    search = Search(name=spec.name, spec=doc, preset=preset, created_at=utcnow())
+    session.add(search)
+    session.flush()
+    return search, top_up(session, search.id)
+
+
+def top_up(session: Session, search_id: int) -> list[int]:
+    """Under the search's lock: ask for trials until `parallel` are in flight or `trials` were
+    asked; once every trial has ended, queue the confirmation, and once that has ended, record
+    the result. Returns the experiments to enqueue after the commit."""
+    search = _lock(session, search_id)
+    if search is None or search.cancelled or search.result is not None:
+        return []
+    spec = spec_of(search)
+    exps = members(session, search_id)
+    trials = [e for e in exps if is_trial(e)]
+    in_flight = sum(e.status in (QUEUED, RUNNING) for e in trials)
+    target = spec.trials
+    if spec.sampler == "grid":
+        target = min(target, _grid_size(spec))
+    if spec.timeout_seconds is not None:
+        if (utcnow() - search.created_at).total_seconds() >= spec.timeout_seconds:
+            target = len(trials)  # time is up: the trials asked so far are the search
+    n = min(spec.parallel - in_flight, target - len(trials))
+    if n > 0:
+        return _new_trials(session, search, trials, n)
+    if in_flight or len(trials) < target:
+        return []
+    confirms = [e for e in exps if not is_trial(e)]
+    if spec.confirm is not None and not confirms:
+        ids = _queue_confirmation(session, search, trials)
+        if ids:
+            return ids
+    if any(e.status not in FINISHED for e in confirms):
+        return []
+    search.result = conclude(session, search, trials, confirms)
+    return []
+
+
+def _grid_size(spec: SearchSpec) -> int:
+    return math.prod(len(grid_values(d)) for d in spec.space.values())
+
+
+def ranked(
+    session: Session, search: Search, trials: list[Experiment]
+) -> list[tuple[Experiment, float]]:
+    """Completed trials, best objective first (pruned and failed ones have none)."""
+    spec = spec_of(search)
+    values = objective_values(session, [t.id for t in trials], spec.objective.metric)
+    done = [(t, v) for t in trials if (v := final_value(t, values[t.id])) is not None]
+    return sorted(done, key=lambda tv: tv[1], reverse=spec.objective.direction == "maximize")
+
+
+def _queue_confirmation(session: Session, search: Search, trials: list[Experiment]) -> list[int]:
+    spec = spec_of(search)
+    assert spec.confirm is not None
+    ids = []
+    for exp, _ in ranked(session, search, trials)[: spec.confirm.top]:
+        t = exp.search_trial or {}
+        for i in range(spec.confirm.seeds):
+            seed = (spec.base["seed"] + 1 + i) % (2**31)  # seeds the trials were not chosen on
+            name = f"{spec.name} #{t['number']} confirm {i + 1}"
+            confirm = repo.create_experiment(session, build(spec.base, t["params"], name, seed))
+            confirm.search_id = search.id
+            confirm.search_trial = {"confirm_of": t["number"], "seed_index": i}
+            ids.append(confirm.id)
+    session.flush()
+    return ids
+
+
+def conclude(
+    session: Session, search: Search, trials: list[Experiment], confirms: list[Experiment]
+) -> dict[str, Any]:
+    """The winner, by the rule in docs/guarantees.md (Searches): the best hold-out mean over the
+    confirmation seeds; every configuration whose difference from it is inside run-to-run noise
+    (Welch's t-test, p >= ALPHA) ties with it, and the tie goes to the cheapest (fewest params).
+    Then, and only then, the winner's test accuracy is read: the mean over its confirmation runs.
+    Without `confirm`, the winner is the best trial and its test accuracy is its own run's."""
+    spec = spec_of(search)
+    sign = 1.0 if spec.objective.direction == "maximize" else -1.0
+    if not confirms:
+        best = ranked(session, search, trials)
+        if not best:
+            return {"winner": None, "reason": "no trial completed"}
+        top, value = best[0]
+        return {
+            "winner": (top.search_trial or {})["number"],
+            "value": value,
+            "params": top.params,
+            "test_accuracy": top.test_accuracy,
+            "test_runs": [top.id],
+            "rule": "best trial (no confirmation)",
+            "configs": [],
+        }
+    values = objective_values(session, [c.id for c in confirms], spec.objective.metric)
+    by_trial: dict[int, list[Experiment]] = {}
+    for c in confirms:
+        by_trial.setdefault((c.search_trial or {})["confirm_of"], []).append(c)
+    configs: list[dict[str, Any]] = []
+    for number, runs in by_trial.items():
+        vals = [v for r in runs if (v := final_value(r, values[r.id])) is not None]
+        mean = sum(vals) / len(vals) if vals else None
+        std = float(stats.tstd(vals)) if len(vals) > 1 else None
+        configs.append(
+            {"trial": number, "mean": mean, "std": std, "n": len(vals), "params": runs[0].params}
+        )
+    measured = [c for c in configs if c["mean"] is not None]
+    if not measured:
+        return {"winner": None, "reason": "no confirmation run completed", "configs": configs}
+    top_cfg = max(measured, key=lambda c: sign * c["mean"])
+    for cfg in measured:
+        cfg["p_vs_best"] = _welch(cfg, top_cfg)
+        cfg["tied_with_best"] = cfg is top_cfg or (
+            cfg["p_vs_best"] is not None and cfg["p_vs_best"] >= ALPHA
+        )
+    tied = [c for c in measured if c["tied_with_best"]]
+    winner = min(tied, key=lambda c: (c["params"] or 0, -sign * c["mean"]))
+    runs = [r for r in by_trial[winner["trial"]] if r.status == SUCCEEDED]
+    tests = [r.test_accuracy for r in runs if r.test_accuracy is not None]
+    return {
+        "winner": winner["trial"],
+        "value": winner["mean"],
+        "params": winner["params"],
+        "test_accuracy": sum(tests) / len(tests) if tests else None,
+        "test_runs": [r.id for r in runs],
+        "rule": "best hold-out mean over the confirmation seeds; ties within noise (Welch's "
+        f"t-test, p >= {ALPHA}) go to the fewest parameters",
+        "configs": configs,
+    }
+
+
+def _welch(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    if a is b or not a["std"] or not b["std"]:
+        return None if a is not b else 1.0
+    p = stats.ttest_ind_from_stats(
+        a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"], equal_var=False
+    ).pvalue
+    return float(p)
+
+
+def should_prune(session: Session, experiment_id: int) -> bool:
+    """The search's pruner on this trial's epochs so far (recorded in this transaction). The
+    pruner's own bookkeeping (ASHA's rungs) is written back to the trial's row."""
+    exp = session.get(Experiment, experiment_id)
+    if exp is None or exp.search_id is None or not is_trial(exp):
+        return False
+    search = session.get(Search, exp.search_id)
+    if search is None:
+        return False
+    trials = [e for e in members(session, search.id) if is_trial(e)]
+    st = study(session, search, trials)
+    idx = next(i for i, e in enumerate(trials) if e.id == experiment_id)
+    frozen = st.get_trials(deepcopy=False)[idx]
+    if frozen.last_step is None:
+        return False
+    prune = st.pruner.prune(st, frozen)
+    attrs = _jsonable(st._storage.get_trial(frozen._trial_id).system_attrs)
+    if attrs != (exp.search_trial or {}).get("system_attrs"):
+        exp.search_trial = {**(exp.search_trial or {}), "system_attrs": attrs}
+    return bool(prune)
+
+
+def cancel_search(session: Session, search_id: int) -> None:
+    """No new trial is asked; queued trials are cancelled at once, running ones at an epoch end."""
+    search = _lock(session, search_id)
+    if search is None:
+        return
+    search.cancelled = True
+    for exp in members(session, search_id):
+        repo.request_cancel(session, exp.id)
+
+
+def get_search(session: Session, search_id: int) -> Search | None:
+    return session.get(Search, search_id)
+
+
+def list_searches(session: Session, limit: int = 50, offset: int = 0) -> tuple[list[Search], int]:
+    total = session.scalar(select(func.count()).select_from(Search))
+    rows = session.scalars(select(Search).order_by(Search.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
+
+
+def status_counts(session: Session, search_ids: list[int]) -> dict[int, Counter[str]]:
+    counts: dict[int, Counter[str]] = {i: Counter() for i in search_ids}
+    if search_ids:
+        rows = session.execute(
+            select(Experiment.search_id, Experiment.status, func.count())
+            .where(Experiment.search_id.in_(search_ids))
+            .group_by(Experiment.search_id, Experiment.status)
+        )
+        for sid, status, n in rows:
+            if sid is not None:
+                counts[sid][status] = n
+    return counts
+
+
+__all__ = ["CANCELLED", "FAILED", "create_search", "top_up", "should_prune", "cancel_search"]
