@@ -114,7 +114,7 @@ SweepDep = Annotated[Sweep, Depends(get_sweep)]
 def _public(session: Session, sweep: Sweep) -> SweepPublic:
     exps = db_sweeps.children(session, sweep.id)
     counts = db_sweeps.status_counts(session, [sweep.id])[sweep.id]
-    return public(sweep, exps, counts)
+    return public(sweep, exps, counts, users.owner_name(session, sweep.owner_id))
 
 
 @router.post("", status_code=202, response_model=SweepAccepted, responses=idempotency.RESPONSES)
@@ -147,7 +147,8 @@ def list_(
     rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
     counts = db_sweeps.status_counts(session, [s.id for s in rows])
     response.headers["X-Total-Count"] = str(total)
-    return [summary(s, counts[s.id]) for s in rows]
+    owners = users.names(session, {s.owner_id for s in rows})
+    return [summary(s, counts[s.id], owners[s.owner_id]) for s in rows]
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
