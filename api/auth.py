@@ -12,7 +12,7 @@ The rules, applied to every route by HTTP method (routes added later are covered
   can never act with a user's cookie.
 Every request acts for a user (db.users.Actor, in the request's scope under ACTOR): the user whose
 token it sent, or without a token on loopback the implicit local admin. A viewer's writes are a
-403 here, for every route; whose runs a member may act on is the routes' part (api.deps).
+403 here, for every route (but READ_ONLY_POST); whose runs a member may act on is the routes' part (api.deps).
 What other sites' pages may do through a browser (CORS, cross-site writes, Host names) is
 api.web_guards' part.
 A token's requests are rate limited (settings.rate_limit_per_minute, 429 with Retry-After) and the
@@ -22,6 +22,7 @@ experiments it creates or retries count against settings.max_active_jobs_per_tok
 
 import dataclasses
 import ipaddress
+import re
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
@@ -44,6 +45,8 @@ OPEN_PREFIXES = ("/static/", "/static-offline-docs/")
 COOKIE = "labq_token"
 # Set in the request's scope: whether the caller may read the API (what /health shows it).
 MAY_READ = "labq.may_read"
+# POST routes that change nothing (a prediction sends its input in a body): viewers may use them.
+READ_ONLY_POST = re.compile(r"^/experiments/[0-9]+/predict$")
 # Set in the request's scope: the db.users.Actor the request acts for.
 ACTOR = "labq.actor"
 JOBS_RETRY_AFTER = 30
@@ -141,7 +144,11 @@ class Authenticate:
         actor = denied or users.LOCAL
         client = scope.get("client")
         actor = dataclasses.replace(actor, source=client[0] if client else "")
-        if method in WRITE_METHODS and actor.role == users.VIEWER:
+        if (
+            method in WRITE_METHODS
+            and actor.role == users.VIEWER
+            and not READ_ONLY_POST.match(path)
+        ):
             return await _forbidden(
                 f"user {actor.name!r} is a viewer: viewers read, they cannot change anything"
             )(scope, receive, send)

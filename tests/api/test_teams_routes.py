@@ -81,6 +81,11 @@ def test_a_viewer_reads_but_every_write_is_403(make_client):
         r = client.post(path, json=body, headers=t["viola"])
         assert r.status_code == 403 and "viewer" in r.json()["detail"], path
     assert client.get("/experiments", headers=t["viola"]).json()["total"] == before
+    # a prediction changes nothing: a viewer may ask (here: the run has no model yet, 409)
+    r = client.post(
+        f"/experiments/{run}/predict", json={"images": [[[0] * 28] * 28]}, headers=t["viola"]
+    )
+    assert r.status_code == 409, r.text
     assert client.get(f"/experiments/{run}", headers=t["viola"]).json()["status"] == "queued"
 
 
