@@ -10,6 +10,9 @@ The rules, applied to every route by HTTP method (routes added later are covered
 - The dashboard's browser sends its token as the `labq_token` cookie (set by `/login`), which
   counts for reads (GET, HEAD) only: writes need the Authorization header, so a cross-site form
   can never act with a user's cookie.
+Every request acts for a user (db.users.Actor, in the request's scope under ACTOR): the user whose
+token it sent, or without a token on loopback the implicit local admin. A viewer's writes are a
+403 here, for every route (but READ_ONLY_POST); whose runs a member may act on is the routes' part (api.deps).
 What other sites' pages may do through a browser (CORS, cross-site writes, Host names) is
 api.web_guards' part.
 A token's requests are rate limited (settings.rate_limit_per_minute, 429 with Retry-After) and the
@@ -17,7 +20,9 @@ experiments it creates or retries count against settings.max_active_jobs_per_tok
 (db.repo.acting_token). Tokens never appear in logs or error bodies.
 """
 
+import dataclasses
 import ipaddress
+import re
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
@@ -29,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.ratelimit import RateLimiter
 from core.settings import Settings
-from db import repo, tokens
+from db import repo, tokens, users
 from db.session import session_scope
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -40,6 +45,10 @@ OPEN_PREFIXES = ("/static/", "/static-offline-docs/")
 COOKIE = "labq_token"
 # Set in the request's scope: whether the caller may read the API (what /health shows it).
 MAY_READ = "labq.may_read"
+# POST routes that change nothing (a prediction sends its input in a body): viewers may use them.
+READ_ONLY_POST = re.compile(r"^/experiments/[0-9]+/predict$")
+# Set in the request's scope: the db.users.Actor the request acts for.
+ACTOR = "labq.actor"
 JOBS_RETRY_AFTER = 30
 
 
@@ -69,7 +78,7 @@ def _credentials(method: str, headers: Headers) -> str | None:
     return auth
 
 
-def _lookup(token: str) -> int | None:
+def _lookup(token: str) -> users.Actor | None:
     with session_scope() as session:
         return tokens.lookup(session, token)
 
@@ -85,6 +94,10 @@ def _unauthorized(message: str) -> JSONResponse:
         status_code=401,
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def _forbidden(message: str) -> JSONResponse:
+    return JSONResponse({"detail": message, "message": message}, status_code=403)
 
 
 def _too_many(message: str, retry_after: int) -> JSONResponse:
@@ -128,7 +141,19 @@ class Authenticate:
                 )
                 refusal = RedirectResponse(f"/login?next={target}", status_code=303)
             return await refusal(scope, receive, send)
-        reset = repo.acting_token.set(denied)
+        actor = denied or users.LOCAL
+        client = scope.get("client")
+        actor = dataclasses.replace(actor, source=client[0] if client else "")
+        if (
+            method in WRITE_METHODS
+            and actor.role == users.VIEWER
+            and not READ_ONLY_POST.match(path)
+        ):
+            return await _forbidden(
+                f"user {actor.name!r} is a viewer: viewers read, they cannot change anything"
+            )(scope, receive, send)
+        scope[ACTOR] = actor
+        reset = repo.acting_token.set(actor.token_id)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -143,16 +168,16 @@ class Authenticate:
             scope[MAY_READ] = not isinstance(await self._check("GET", auth), JSONResponse)
         await self.app(scope, receive, send)
 
-    async def _check(self, method: str, header: str | None) -> JSONResponse | int | None:
-        """The refusal to send, or the acting token's id (None: no token)."""
-        token_id = None
+    async def _check(self, method: str, header: str | None) -> JSONResponse | users.Actor | None:
+        """The refusal to send, or the token's user (None: no token)."""
+        actor = None
         if header is not None:
             scheme, _, value = header.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
                 return _unauthorized("malformed Authorization header: expected 'Bearer <token>'")
-            token_id = await run_in_threadpool(_lookup, value.strip())
-            if token_id is None:
-                return _unauthorized("invalid or revoked token")
+            actor = await run_in_threadpool(_lookup, value.strip())
+            if actor is None:
+                return _unauthorized("invalid or revoked token, or its user is disabled")
         elif not self.loopback or (
             method in WRITE_METHODS and await run_in_threadpool(_any_active)
         ):
@@ -160,15 +185,15 @@ class Authenticate:
                 "this request needs a token: send 'Authorization: Bearer <token>'"
                 " (create one with `labq token create NAME`)"
             )
-        if token_id is not None:
-            wait = await self.limiter.hit(token_id)
+        if actor is not None:
+            wait = await self.limiter.hit(actor.token_id)
             if wait:
                 return _too_many(
                     f"more than {self.settings.rate_limit_per_minute} requests a "
                     "minute with this token",
                     wait,
                 )
-        return token_id
+        return actor
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -3,12 +3,12 @@
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, HTTPException, Path
+from fastapi import Body, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
-from db import repo
+from db import repo, users
 from db.models import Experiment
 from db.session import session_scope
 
@@ -21,6 +21,26 @@ def get_session() -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_actor(request: Request) -> users.Actor:
+    """The user the request acts for (set by api.auth; the local admin when it did not run)."""
+    actor = request.scope.get("labq.actor")
+    return actor if isinstance(actor, users.Actor) else users.LOCAL
+
+
+ActorDep = Annotated[users.Actor, Depends(get_actor)]
+
+
+def may_act(session: Session, actor: users.Actor, owner_id: int | None, what: str) -> None:
+    """403 naming the owner unless `actor` may change `what` (e.g. "experiment 5")."""
+    if not actor.may_act_on(owner_id):
+        owner = users.owner_name(session, owner_id)
+        raise HTTPException(
+            403,
+            f"{what} belongs to {owner!r}: only {owner!r} or an admin may change it "
+            f"(you are {actor.name!r}, {actor.role})",
+        )
 
 
 # Ids are 64-bit in every database labq supports: a larger number is a 422, not a driver error.

@@ -9,7 +9,7 @@ from fastapi_offline import FastAPIOffline
 from api import auth, contract, errors, idempotency, metrics, web_guards
 from api.dashboard import pages as dashboard
 from api.middleware import LimitInflight
-from api.routes import events, experiments, health, models, presets, searches, sweeps
+from api.routes import audit, events, experiments, health, models, presets, searches, sweeps
 from core.settings import get_settings
 
 log = logging.getLogger("labq.api")
@@ -47,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(searches.router)
     app.include_router(presets.router)
+    app.include_router(audit.router)
     metrics.install(app, workers=health.known_workers)  # outermost: times every request
     contract.install(app)
     return app

@@ -28,6 +28,7 @@ class ExperimentPublic(BaseModel):
     status: str
     spec: dict[str, Any]  # the stored, normalized spec (see ExperimentSpec)
     sweep_id: int | None
+    owner: str  # the user who submitted it; `local`: the implicit local admin (no token)
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -62,6 +63,7 @@ class ExperimentSummary(BaseModel):
     architecture: str
     status: str
     sweep_id: int | None
+    owner: str  # the user who submitted it; `local`: the implicit local admin (no token)
     created_at: datetime
     epochs_done: int
     epochs_total: int

@@ -75,6 +75,7 @@ class SweepSummary(BaseModel):
     id: int
     name: str
     preset: str | None
+    owner: str  # the user who submitted it; `local`: the implicit local admin (no token)
     repeats: int
     created_at: datetime
     status: str
@@ -111,11 +112,13 @@ def sweep_status(counts: Counter[str]) -> str:
     return QUEUED
 
 
-def summary(sweep: Sweep, counts: Counter[str]) -> SweepSummary:
+def summary(sweep: Sweep, counts: Counter[str], owner: str) -> SweepSummary:
+    """`owner`: the name of the sweep's owner (db.users.names)."""
     return SweepSummary(
         id=sweep.id,
         name=sweep.name,
         preset=sweep.preset,
+        owner=owner,
         repeats=sweep.repeats,
         created_at=sweep.created_at,
         status=sweep_status(counts),
@@ -173,11 +176,11 @@ def config_rows(rows: list[ChildRow]) -> list[ConfigRow]:
     return out
 
 
-def public(sweep: Sweep, exps: list[Experiment], counts: Counter[str]) -> SweepPublic:
+def public(sweep: Sweep, exps: list[Experiment], counts: Counter[str], owner: str) -> SweepPublic:
     rows = [child_row(sweep, e) for e in exps]
     base = f"/sweeps/{sweep.id}"
     return SweepPublic(
-        **summary(sweep, counts).model_dump(),
+        **summary(sweep, counts, owner).model_dump(),
         base=sweep.base,
         grid=sweep.grid,
         epochs_done=sum(e.epochs_done for e in exps),

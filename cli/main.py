@@ -19,6 +19,7 @@ from cli import models as models_cli
 from cli import searches as searches_cli
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
+from cli import users as users_cli
 from cli.client import call, read_json
 from core import privacy
 from core.constants import FINISHED
@@ -29,6 +30,7 @@ app.add_typer(sweeps_cli.app, name="sweep")
 app.add_typer(searches_cli.app, name="search")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(tokens_cli.app, name="token")
+app.add_typer(users_cli.app, name="user")
 app.command("bench")(bench_cli.bench)
 app.command()(lifecycle.up)
 app.command()(lifecycle.down)
@@ -213,15 +215,22 @@ def watch(experiment_id: int, interval: float = 0.5):
 
 
 @app.command("ls")
-def ls(status: str | None = None, name: str | None = None, limit: int = 20):
+def ls(
+    status: str | None = None,
+    name: str | None = None,
+    owner: Annotated[str | None, typer.Option(help="`me` or a user's name")] = None,
+    limit: int = 20,
+):
     """List experiments, newest first."""
-    params = {k: v for k, v in {"status": status, "name": name, "limit": limit}.items() if v}
+    wanted = {"status": status, "name": name, "owner": owner, "limit": limit}
+    params = {k: v for k, v in wanted.items() if v}
     page = call("GET", "/experiments", params=params).json()
-    t = Table("id", "name", "architecture", "status", "epochs", "val_acc", "train s")
+    t = Table("id", "name", "owner", "architecture", "status", "epochs", "val_acc", "train s")
     for e in page["items"]:
         t.add_row(
             str(e["id"]),
             e["name"],
+            e["owner"],
             e["architecture"],
             e["status"],
             f"{e['epochs_done']}/{e['epochs_total']}",
@@ -239,6 +248,21 @@ def cancel(experiment_id: int):
     console.print(
         f"#{e['id']} {e['status']}" + (" (cancel requested)" if e["cancel_requested"] else "")
     )
+
+
+@app.command()
+def audit(
+    user: Annotated[str | None, typer.Option(help="only this user's writes")] = None,
+    limit: int = 50,
+):
+    """The audit log of writes, newest first (admins: send an admin's token as LABQ_TOKEN)."""
+    params: dict[str, str | int] = {"limit": limit, **({"user": user} if user else {})}
+    resp = call("GET", "/audit", params=params)
+    t = Table("when", "who", "action", "target", "from")
+    for e in resp.json():
+        t.add_row(e["at"][:19].replace("T", " "), e["actor"], e["action"], e["target"], e["source"])
+    console.print(t)
+    console.print(f"{len(resp.json())} of {resp.headers.get('X-Total-Count', '?')}")
 
 
 if __name__ == "__main__":

@@ -23,14 +23,30 @@ def _session():
     return session_scope()
 
 
+# Commands here act on the database directly, as its owner: the audit log records them as the
+# local admin, from `cli`.
+def cli_actor():
+    import dataclasses
+
+    from db import users
+
+    return dataclasses.replace(users.LOCAL, source="cli")
+
+
 @app.command()
-def create(name: Annotated[str, typer.Argument(help="who or what uses it, e.g. alice or ci")]):
+def create(
+    name: Annotated[str, typer.Argument(help="what the token is for, e.g. alice-laptop or ci")],
+    user: Annotated[
+        str | None, typer.Option(help="the user it acts for (default: the `admin` user)")
+    ] = None,
+):
     """Create a token and print it (it is stored hashed and cannot be shown again)."""
-    from db import tokens
+    from db import tokens, users
 
     try:
         with _session() as session:
-            token = tokens.create(session, name)
+            token = tokens.create(session, name, user)
+            users.audit(session, cli_actor(), "token.create", f"token {name} of {user or 'admin'}")
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -48,10 +64,11 @@ def ls():
     from db import repo, tokens
 
     with _session() as session:
-        t = Table("name", "created", "state", "queued+running")
-        for tok in tokens.all_tokens(session):
+        t = Table("name", "user", "created", "state", "queued+running")
+        for tok, owner in tokens.all_tokens(session):
             t.add_row(
                 tok.name,
+                owner.name,
                 tok.created_at.strftime("%Y-%m-%d %H:%M"),
                 "revoked" if tok.revoked else "active",
                 str(repo.active_jobs(session, tok.id)),
@@ -62,10 +79,12 @@ def ls():
 @app.command()
 def revoke(name: str):
     """Revoke a token: requests that send it get 401 from now on."""
-    from db import tokens
+    from db import tokens, users
 
     with _session() as session:
         done = tokens.revoke(session, name)
+        if done:
+            users.audit(session, cli_actor(), "token.revoke", f"token {name}")
     if not done:
         typer.secho(f"error: no active token named {name!r}", fg="red", err=True)
         raise typer.Exit(1)

@@ -54,6 +54,8 @@ class Sweep(Base):
     repeats: Mapped[int] = mapped_column(Integer, default=1)
     preset: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who submitted it (None: the implicit local admin of an open loopback stack).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
 
 
 class Search(Base):
@@ -88,6 +90,8 @@ class Experiment(Base):
     # {"number", "params", "distributions", "system_attrs"} of an Optuna trial, or
     # {"confirm_of": trial number, "seed_index"} of a confirmation run
     search_trial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Who submitted it (None: the implicit local admin of an open loopback stack).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -188,13 +192,43 @@ class HealthProbe(Base):
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class User(Base):
+    """A person (or a robot, e.g. CI) who uses labq. `role`: admin (acts on everything), member
+    (submits, acts on their own runs and sweeps) or viewer (reads only). A disabled user's tokens
+    stop working at once; the user's runs stay."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Token(Base):
-    """API bearer tokens, stored as SHA-256 hashes."""
+    """API bearer tokens, stored as SHA-256 hashes. Each belongs to a user."""
 
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """One write: who (the user's id, and name at the time), what (`action`, `target`), when and
+    from where (the client's address, or `cli` for commands run on the database directly)."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200))

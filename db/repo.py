@@ -73,7 +73,9 @@ def create_experiment(
     sweep_id: int | None = None,
     config_key: str | None = None,
     token_id: int | None = None,
+    owner_id: int | None = None,
 ) -> Experiment:
+    """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin)."""
     if token_id is None:
         token_id = acting_token.get()
     if token_id is not None:
@@ -85,6 +87,7 @@ def create_experiment(
         sweep_id=sweep_id,
         config_key=config_key,
         token_id=token_id,
+        owner_id=owner_id,
         epochs_total=spec.epochs,
         created_at=utcnow(),
     )
@@ -99,10 +102,18 @@ def list_experiments(
     status: str | None = None,
     name: str | None = None,
     sweep_id: int | None = None,
+    by_owner: bool = False,
+    owner_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Experiment], int]:
+    """A page of experiments, newest first; with `by_owner`, only those of the user `owner_id`
+    (None: the implicit local admin's)."""
     query = select(Experiment)
+    if by_owner:
+        query = query.where(
+            Experiment.owner_id.is_(None) if owner_id is None else Experiment.owner_id == owner_id
+        )
     if status:
         query = query.where(Experiment.status == status)
     if name:

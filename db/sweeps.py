@@ -21,18 +21,29 @@ def create_sweep(
     children: list[tuple[ExperimentSpec, str]],
     preset: str | None = None,
     token_id: int | None = None,
+    owner_id: int | None = None,
 ) -> tuple[Sweep, list[Experiment]]:
     """Add the sweep row and one experiment per (spec, config_key), flushed but not committed:
     the caller commits once, so a sweep is stored whole or not at all."""
     sweep = Sweep(
-        name=name, base=base, grid=grid, repeats=repeats, preset=preset, created_at=utcnow()
+        name=name,
+        base=base,
+        grid=grid,
+        repeats=repeats,
+        preset=preset,
+        created_at=utcnow(),
+        owner_id=owner_id,
     )
     session.add(sweep)
     session.flush()
     exps = []
     for spec, key in children:
         kw = {"token_id": token_id} if token_id is not None else {}
-        exps.append(repo.create_experiment(session, spec, sweep_id=sweep.id, config_key=key, **kw))
+        exps.append(
+            repo.create_experiment(
+                session, spec, sweep_id=sweep.id, config_key=key, owner_id=owner_id, **kw
+            )
+        )
     return sweep, exps
 
 

@@ -32,12 +32,15 @@ class Stack(LiveStack):
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 
-    def cli(self, *args, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        """`labq ARGS` as a user types it, with this stack's settings."""
+    def cli(
+        self, *args, check: bool = True, timeout: float = 300, env_token: str = ""
+    ) -> subprocess.CompletedProcess:
+        """`labq ARGS` as a user types it, with this stack's settings (and LABQ_TOKEN)."""
+        token = {"LABQ_TOKEN": env_token} if env_token else {}
         out = subprocess.run(
             [sys.executable, "-m", "cli.main", *args],
             cwd=ROOT,
-            env={**self.env, "LABQ_URL": self.url, "COLUMNS": "200"},
+            env={**self.env, "LABQ_URL": self.url, "COLUMNS": "200", **token},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -37,7 +37,7 @@ from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.settings import Settings
-from db import repo
+from db import repo, users
 from db.models import EpochRow, Experiment
 from db.session import session_scope
 
@@ -172,6 +172,7 @@ class QueueWatch:
                 else []
             )
             positions = repo.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
+            owners = users.names(s, {r.owner_id for r in rows})
             for row in rows:
                 mark = (
                     row.status,
@@ -186,7 +187,7 @@ class QueueWatch:
                         ServerSentEvent(
                             event="experiment",
                             id=str(row.id),
-                            data=to_summary(row, positions.get(row.id)),
+                            data=to_summary(row, positions.get(row.id), owners),
                         )
                     )
                 if row.status in FINISHED:

@@ -16,12 +16,14 @@ from api import idempotency
 from api.deps import (
     JSON_WRITE,
     MAX_ID,
+    ActorDep,
     ExperimentDep,
     IdPath,
     NoBody,
     SessionDep,
     SettingsDep,
     get_experiment,
+    may_act,
 )
 from api.idempotency import Idempotency, IdempotencyDep
 from api.schemas import (
@@ -36,7 +38,7 @@ from core import figures
 from core.constants import CANCELLED, QUEUED, STATUSES
 from core.queue import enqueue, spec_flops
 from core.spec import ExperimentSpec, architecture, cost_error
-from db import repo, searches
+from db import repo, searches, users
 from db.models import Experiment, utcnow
 from db.session import session_scope
 
@@ -56,13 +58,18 @@ def check_cost(
 
 
 def submit(
-    session: Session, spec: ExperimentSpec, idem: Idempotency | None = None, **kw: Any
+    session: Session,
+    spec: ExperimentSpec,
+    actor: users.Actor,
+    idem: Idempotency | None = None,
+    **kw: Any,
 ) -> tuple[Experiment, str | None]:
     """Store, commit, then enqueue. A broker that is down leaves the job queued in SQL; it is
     re-sent when a worker (or `labq up`) starts, so the submission is never lost. With an
     Idempotency-Key, the key and its answer are stored in the same transaction as the job."""
     idempotency.reserve(session, idem)
-    exp = repo.create_experiment(session, spec, **kw)
+    exp = repo.create_experiment(session, spec, owner_id=actor.user_id, **kw)
+    users.audit(session, actor, "experiment.submit", f"experiment {exp.id}")
     idempotency.remember(session, idem, 202, accepted(exp), f"/experiments/{exp.id}")
     session.commit()
     return exp, enqueue_stored([exp])
@@ -128,6 +135,7 @@ def to_public(
         status=exp.status,
         spec=exp.spec,
         sweep_id=exp.sweep_id,
+        owner=users.owner_name(session, exp.owner_id),
         created_at=exp.created_at,
         started_at=exp.started_at,
         finished_at=exp.finished_at,
@@ -168,8 +176,12 @@ def to_public(
     )
 
 
-def to_summary(exp: Experiment, queue_position: int | None = None) -> ExperimentSummary:
+def to_summary(
+    exp: Experiment, queue_position: int | None = None, owners: dict[int | None, str] | None = None
+) -> ExperimentSummary:
+    """`owners`: {user id: name} covering exp.owner_id (db.users.names)."""
     return ExperimentSummary(
+        owner=(owners or {}).get(exp.owner_id, users.LOCAL_NAME),
         id=exp.id,
         name=exp.name,
         architecture=arch_of(exp.spec),
@@ -194,6 +206,7 @@ def create(
     settings: SettingsDep,
     response: Response,
     idem: IdempotencyDep,
+    actor: ActorDep,
 ) -> Accepted | JSONResponse:
     """Store the experiment and queue it: 202 with `Location`.
 
@@ -205,7 +218,7 @@ def create(
     check_cost(spec, settings.max_job_flops)
     if (first := idempotency.replay(session, idem)) is not None:
         return first
-    exp, warning = submit(session, spec, idem)
+    exp, warning = submit(session, spec, actor, idem)
     response.headers["Location"] = f"/experiments/{exp.id}"
     return accepted(exp, warning)
 
@@ -220,22 +233,61 @@ async def list_(
     status: StatusFilter = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     sweep_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    owner: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="`me` (the caller's own runs) or a user's name (`local`: runs "
+            "submitted without a token)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    *,
+    actor: ActorDep,
 ) -> ExperimentPage:
-    return await run_in_threadpool(_page, status, name, sweep_id, limit, offset)
+    return await run_in_threadpool(_page, status, name, sweep_id, owner, actor, limit, offset)
+
+
+def _owner_filter(session: Session, owner: str | None, actor: users.Actor) -> dict[str, Any]:
+    """`?owner=` as list_experiments arguments; an unknown user is a 422 naming the parameter."""
+    if owner is None:
+        return {}
+    if owner == "me":
+        return {"by_owner": True, "owner_id": actor.user_id}
+    if owner == users.LOCAL_NAME:
+        return {"by_owner": True, "owner_id": None}
+    user = users.by_name(session, owner)
+    if user is None:
+        raise RequestValidationError(
+            [{"loc": ("query", "owner"), "msg": f"no user named {owner!r}", "type": "value_error"}]
+        )
+    return {"by_owner": True, "owner_id": user.id}
 
 
 def _page(
-    status: str | None, name: str | None, sweep_id: int | None, limit: int, offset: int
+    status: str | None,
+    name: str | None,
+    sweep_id: int | None,
+    owner: str | None,
+    actor: users.Actor,
+    limit: int,
+    offset: int,
 ) -> ExperimentPage:
     with session_scope() as session:
         rows, total = repo.list_experiments(
-            session, status=status, name=name, sweep_id=sweep_id, limit=limit, offset=offset
+            session,
+            status=status,
+            name=name,
+            sweep_id=sweep_id,
+            limit=limit,
+            offset=offset,
+            **_owner_filter(session, owner, actor),
         )
         positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
+        owners = users.names(session, {r.owner_id for r in rows})
         return ExperimentPage(
-            items=[to_summary(r, positions.get(r.id)) for r in rows],
+            items=[to_summary(r, positions.get(r.id), owners) for r in rows],
             total=total,
             limit=limit,
             offset=offset,
@@ -299,8 +351,13 @@ def history_png(exp: ExperimentDep, session: SessionDep) -> Response:
     response_model=ExperimentPublic,
     openapi_extra=JSON_WRITE,
 )
-def cancel(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> ExperimentPublic:
+def cancel(
+    exp: ExperimentDep, session: SessionDep, actor: ActorDep, body: NoBody = None
+) -> ExperimentPublic:
+    """Cancel a run: its owner or an admin (anyone else: 403 naming the owner)."""
+    may_act(session, actor, exp.owner_id, f"experiment {exp.id}")
     status = repo.request_cancel(session, exp.id)
+    users.audit(session, actor, "experiment.cancel", f"experiment {exp.id}")
     asked: list[int] = []
     if exp.search_id is not None and status == CANCELLED:  # a queued trial: its search goes on
         asked = searches.top_up(session, exp.search_id)
@@ -318,15 +375,19 @@ def cancel(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> Expe
     responses={409: {"description": "the experiment is not failed or cancelled"}},
     openapi_extra=JSON_WRITE,
 )
-def retry(exp: ExperimentDep, session: SessionDep, body: NoBody = None) -> ExperimentPublic:
+def retry(
+    exp: ExperimentDep, session: SessionDep, actor: ActorDep, body: NoBody = None
+) -> ExperimentPublic:
     """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
-    cleared; id, name and spec are kept)."""
+    cleared; id, name, spec and owner are kept). Its owner or an admin (anyone else: 403)."""
+    may_act(session, actor, exp.owner_id, f"experiment {exp.id}")
     if not repo.retry(session, exp.id):
         raise HTTPException(
             409,
             f"experiment {exp.id} is {exp.status}; only failed or cancelled "
             "experiments can be retried",
         )
+    users.audit(session, actor, "experiment.retry", f"experiment {exp.id}")
     session.commit()
     session.refresh(exp)
     enqueue_stored([exp])

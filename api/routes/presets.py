@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import JSON_WRITE, SessionDep, SettingsDep
+from api.deps import JSON_WRITE, ActorDep, SessionDep, SettingsDep
 from api.idempotency import IdempotencyDep
 from api.routes.sweeps import queue_sweep
 from api.sweep_schemas import SweepAccepted
@@ -83,6 +83,7 @@ def run(
     settings: SettingsDep,
     response: Response,
     idem: IdempotencyDep,
+    actor: ActorDep,
     body: PresetRun | None = None,
 ) -> SweepAccepted | JSONResponse:
     preset = lab.get(name)
@@ -96,4 +97,4 @@ def run(
     spec = SweepSpec(
         name=body.name or preset.name, base=base, grid=preset.grid, repeats=body.repeats
     )
-    return queue_sweep(session, settings, spec, response, preset=preset.name, idem=idem)
+    return queue_sweep(session, settings, spec, response, actor, preset=preset.name, idem=idem)

@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api import idempotency
-from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
+from api.deps import (
+    JSON_WRITE,
+    MAX_ID,
+    ActorDep,
+    IdPath,
+    NoBody,
+    SessionDep,
+    SettingsDep,
+    may_act,
+)
 from api.idempotency import Idempotency, IdempotencyDep
 from api.routes.experiments import enqueue_stored
 from api.sweep_schemas import (
@@ -26,7 +35,7 @@ from api.sweep_schemas import (
 from core import figures
 from core.settings import Settings
 from core.sweep import SweepError, SweepSpec, expand
-from db import repo
+from db import repo, users
 from db import sweeps as db_sweeps
 from db.models import Sweep
 
@@ -38,6 +47,7 @@ def queue_sweep(
     settings: Settings,
     spec: SweepSpec,
     response: Response,
+    actor: users.Actor,
     preset: str | None = None,
     loc_prefix: tuple[int | str, ...] = ("body",),
     idem: Idempotency | None = None,
@@ -66,7 +76,9 @@ def queue_sweep(
         repeats=spec.repeats,
         preset=preset,
         children=[(c.spec, c.config_key) for c in children],
+        owner_id=actor.user_id,
     )
+    users.audit(session, actor, "sweep.submit", f"sweep {sweep.id} ({len(exps)} experiments)")
     answer = SweepAccepted(
         id=sweep.id, status="queued", children=[e.id for e in exps], url=f"/sweeps/{sweep.id}"
     )
@@ -102,7 +114,7 @@ SweepDep = Annotated[Sweep, Depends(get_sweep)]
 def _public(session: Session, sweep: Sweep) -> SweepPublic:
     exps = db_sweeps.children(session, sweep.id)
     counts = db_sweeps.status_counts(session, [sweep.id])[sweep.id]
-    return public(sweep, exps, counts)
+    return public(sweep, exps, counts, users.owner_name(session, sweep.owner_id))
 
 
 @router.post("", status_code=202, response_model=SweepAccepted, responses=idempotency.RESPONSES)
@@ -112,6 +124,7 @@ def create(
     settings: SettingsDep,
     response: Response,
     idem: IdempotencyDep,
+    actor: ActorDep,
 ) -> SweepAccepted | JSONResponse:
     """Store a sweep and every child, queued: 202 with `Location`.
 
@@ -120,7 +133,7 @@ def create(
     (LABQ_MAX_JOB_FLOPS); configurations x repeats must stay under LABQ_MAX_SWEEP_CHILDREN. With
     an `Idempotency-Key`, a re-send of the same body gets the first answer and stores nothing;
     the same key with another body is a 422 naming the header."""
-    return queue_sweep(session, settings, spec, response, idem=idem)
+    return queue_sweep(session, settings, spec, response, actor, idem=idem)
 
 
 @router.get("", response_model=list[SweepSummary])
@@ -134,7 +147,8 @@ def list_(
     rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
     counts = db_sweeps.status_counts(session, [s.id for s in rows])
     response.headers["X-Total-Count"] = str(total)
-    return [summary(s, counts[s.id]) for s in rows]
+    owners = users.names(session, {s.owner_id for s in rows})
+    return [summary(s, counts[s.id], owners[s.owner_id]) for s in rows]
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
@@ -223,8 +237,13 @@ def results_csv(sweep: SweepDep, session: SessionDep) -> Response:
 @router.post(
     "/{sweep_id}/cancel", status_code=202, response_model=SweepPublic, openapi_extra=JSON_WRITE
 )
-def cancel(sweep: SweepDep, session: SessionDep, body: NoBody = None) -> SweepPublic:
-    """Queued children are cancelled at once; running ones stop at their next epoch end."""
+def cancel(
+    sweep: SweepDep, session: SessionDep, actor: ActorDep, body: NoBody = None
+) -> SweepPublic:
+    """Queued children are cancelled at once; running ones stop at their next epoch end. Its
+    owner or an admin (anyone else: 403 naming the owner)."""
+    may_act(session, actor, sweep.owner_id, f"sweep {sweep.id}")
     db_sweeps.cancel_sweep(session, sweep.id)
+    users.audit(session, actor, "sweep.cancel", f"sweep {sweep.id}")
     session.commit()
     return _public(session, sweep)

@@ -6,7 +6,7 @@
   const params = new URLSearchParams(location.search);
   const state = {
     status: params.get("status") || "", name: params.get("name") || "",
-    sweep_id: params.get("sweep_id") || "", limit: Number(params.get("limit")) || 50,
+    sweep_id: params.get("sweep_id") || "", owner: params.get("owner") || "", limit: Number(params.get("limit")) || 50,
     offset: Number(params.get("offset")) || 0, total: 0,
   };
   const selected = new Set();
@@ -14,7 +14,7 @@
 
   function query() {
     const q = new URLSearchParams();
-    for (const key of ["status", "name", "sweep_id"]) if (state[key]) q.set(key, state[key]);
+    for (const key of ["status", "name", "sweep_id", "owner"]) if (state[key]) q.set(key, state[key]);
     q.set("limit", state.limit);
     if (state.offset) q.set("offset", state.offset);
     return q;
@@ -28,7 +28,7 @@
     return `<td><input type="checkbox" class="pick" aria-label="select run ${r.id}"` +
       `${selected.has(r.id) ? " checked" : ""}></td>` +
       `<td class="muted mono">${r.id}</td><td class="st">${labq.badge(r.status)}</td>` +
-      `<td><a href="/runs/${r.id}">${e(r.name)}</a></td>` +
+      `<td><a href="/runs/${r.id}">${e(r.name)}</a></td><td>${e(r.owner)}</td>` +
       `<td class="mono">${e(r.architecture)}</td>` +
       `<td class="ep">${labq.progress(r.epochs_done, r.epochs_total, r.status)}</td>` +
       `<td class="num acc">${labq.pct(r.val_accuracy)}</td>` +
@@ -40,7 +40,7 @@
     const tbody = $("rows");
     state.total = page.total;
     if (!page.items.length) {
-      tbody.innerHTML = `<tr><td colspan="10" class="empty">${state.total ? "no runs on this page" :
+      tbody.innerHTML = `<tr><td colspan="11" class="empty">${state.total ? "no runs on this page" :
         "no runs match — submit one from <a href=\"/submit\">Submit</a> or with curl"}</td></tr>`;
     } else {
       tbody.innerHTML = page.items.map(r =>
@@ -59,7 +59,7 @@
     loading = labq.api("/experiments?" + query())
       .then(render)
       .catch(err => {
-        $("rows").innerHTML = `<tr><td colspan="10" class="empty">${labq.esc(labq.errorText(err))}</td></tr>`;
+        $("rows").innerHTML = `<tr><td colspan="11" class="empty">${labq.esc(labq.errorText(err))}</td></tr>`;
       })
       .finally(() => { loading = null; });
     return loading;
@@ -90,6 +90,7 @@
     state.status = $("f-status").value;
     state.name = $("f-name").value.trim();
     state.sweep_id = $("f-sweep").value;
+    state.owner = $("f-owner").value;
     state.limit = Number($("f-limit").value);
     state.offset = 0;
     history.replaceState(null, "", "/?" + query());
@@ -116,11 +117,12 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("f-status").value = state.status;
     $("f-name").value = state.name;
+    $("f-owner").value = state.owner === "me" ? "me" : "";
     $("f-limit").value = String(state.limit);
     load();
     let typing = null;
     $("f-name").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(applyFilters, 300); });
-    for (const id of ["f-status", "f-sweep", "f-limit"]) $(id).addEventListener("change", applyFilters);
+    for (const id of ["f-status", "f-owner", "f-sweep", "f-limit"]) $(id).addEventListener("change", applyFilters);
     $("prev").onclick = () => { state.offset = Math.max(0, state.offset - state.limit); applyPage(); };
     $("next").onclick = () => { state.offset += state.limit; applyPage(); };
     const applyPage = () => { history.replaceState(null, "", "/?" + query()); load(); };

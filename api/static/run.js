@@ -60,7 +60,7 @@
       ["finished", x.finished_at ? e(x.finished_at.replace("T", " ").slice(0, 19)) : "–"],
       ["waited in queue", labq.secs(x.queue_seconds)], ["model build", labq.secs(x.build_seconds)],
       ["training", labq.secs(x.train_seconds)], ["per epoch", labq.secs(perEpoch)],
-      ["worker", e(x.worker || "–")], ["device", e(x.device || "–")], ["attempt", x.attempt],
+      ["owner", e(x.owner)], ["worker", e(x.worker || "–")], ["device", e(x.device || "–")], ["attempt", x.attempt],
       x.sweep_id ? ["sweep", `<a href="/compare?sweep=${x.sweep_id}">#${x.sweep_id}</a>`] : null,
     ]);
     $("spec").innerHTML = specRows(x.spec);

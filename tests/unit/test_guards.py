@@ -28,10 +28,12 @@ def session(tmp_path):
 def test_tokens_are_stored_hashed_and_revocable(session):
     assert not tokens.any_active(session)
     token = tokens.create(session, "alice")
-    stored = tokens.all_tokens(session)[0]
+    stored, owner = tokens.all_tokens(session)[0]
+    assert owner.name == "admin" and owner.role == "admin"  # no --user: the admin user's
     assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in (stored.name, stored.token_hash)
-    assert tokens.lookup(session, token) == stored.id
+    actor = tokens.lookup(session, token)
+    assert actor is not None and actor.token_id == stored.id and actor.user_id == owner.id
     assert tokens.lookup(session, token + "x") is None and tokens.lookup(session, "") is None
     assert tokens.any_active(session)
     with pytest.raises(ValueError):
