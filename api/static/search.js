@@ -41,7 +41,7 @@
     return f;
   }
 
-  function axes(add, w, h, x, y, xLabel, yLabel, fx, fy) {
+  function axes(add, w, h, x, y, xLabel, yLabel, fx, fy, xInt = false) {
     const line = { stroke: "currentColor", "stroke-opacity": 0.35 };
     add("line", { x1: PAD.l, y1: h - PAD.b, x2: w - PAD.r, y2: h - PAD.b, ...line });
     add("line", { x1: PAD.l, y1: PAD.t, x2: PAD.l, y2: h - PAD.b, ...line });
@@ -50,8 +50,10 @@
     for (let i = 0; i <= 4; i++) {
       const vy = y.lo + (y.hi - y.lo) * i / 4;
       add("text", { x: PAD.l - 6, y: y(vy) + 4, "text-anchor": "end", ...small }, fy(vy));
-      const vx = x.lo + (x.hi - x.lo) * i / 4, label = fx(vx);
-      if (xs.has(label)) continue;  // an axis of trial numbers: each integer once
+      let vx = x.lo + (x.hi - x.lo) * i / 4;
+      if (xInt) vx = Math.round(vx);  // an axis of trial numbers: each integer once, in place
+      const label = fx(vx);
+      if (xs.has(label) || vx < x.lo || vx > x.hi) continue;
       xs.add(label);
       add("text", { x: x(vx), y: h - PAD.b + 14, "text-anchor": "middle", ...small }, label);
     }
@@ -67,7 +69,7 @@
     svg(el, 260, (add, w, h) => {
       const x = scale(pts.map(t => t.number), PAD.l + 8, w - PAD.r - 8);
       const y = scale(pts.map(t => t.value), h - PAD.b - 6, PAD.t + 6);
-      axes(add, w, h, x, y, "trial", metric, v => Math.round(v), fmt(metric));
+      axes(add, w, h, x, y, "trial", metric, v => String(v), fmt(metric), true);
       let best = null; const steps = [];
       for (const t of pts.slice().sort((a, b) => a.number - b.number)) {
         if (t.status !== "succeeded") continue;
