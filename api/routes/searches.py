@@ -7,6 +7,7 @@ configurations are re-run on `confirm.seeds` new seeds, and the winner is chosen
 docs/guarantees.md; only its test accuracy is reported.
 """
 
+import warnings
 from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from api.routes.experiments import enqueue_stored
 from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.search import SearchSpec, check
+from core.settings import Settings
 from core.sweep import SweepError, label
 from db import searches as db_searches
 from db.models import Experiment, Search
@@ -46,7 +48,8 @@ class TrialRow(BaseModel):
     label: str
     epochs_done: int
     epochs_total: int
-    value: float | None  # the objective: the last recorded epoch's
+    value: float | None  # the objective: the last recorded epoch's (several: the first's)
+    values: list[float] | None = None  # several objectives: one per objective, once succeeded
     train_seconds: float | None
     model_params: int | None
 
@@ -64,7 +67,9 @@ class SearchSummary(BaseModel):
 
 class SearchPublic(SearchSummary):
     spec: dict[str, Any]
-    objective: dict[str, str]
+    objective: dict[str, str]  # several objectives: the first
+    objectives: list[dict[str, str]]
+    pareto_front: list[int] | None  # several objectives: the non-dominated trials' numbers
     best: TrialRow | None
     trials: list[TrialRow]
     confirmation: list[TrialRow]
@@ -82,10 +87,13 @@ def _status(search: Search, counts: Counter[str]) -> str:
 def _rows(session: Session, search: Search, exps: list[Experiment]) -> list[TrialRow]:
     spec = db_searches.spec_of(search)
     values = db_searches.objective_values(session, [e.id for e in exps], spec.objective.metric)
+    multi = db_searches.trial_values(session, spec, exps) if db_searches.several(spec) else {}
     rows = []
     for e in exps:
         t = e.search_trial or {}
         params = t.get("params") or {}
+        if db_searches.several(spec):
+            values[e.id] = (multi[e.id] or [])[:1]
         rows.append(
             TrialRow(
                 id=e.id,
@@ -99,6 +107,7 @@ def _rows(session: Session, search: Search, exps: list[Experiment]) -> list[Tria
                 value=values[e.id][-1] if values[e.id] else None,
                 train_seconds=e.train_seconds,
                 model_params=e.params,
+                values=multi.get(e.id),
             )
         )
     return rows
@@ -108,7 +117,7 @@ def _best(search: Search, rows: list[TrialRow]) -> TrialRow | None:
     done = [
         r for r in rows if r.number is not None and r.status == "succeeded" and r.value is not None
     ]
-    if not done:
+    if not done or db_searches.several(db_searches.spec_of(search)):
         return None
     maximize = db_searches.spec_of(search).objective.direction == "maximize"
     return (max if maximize else min)(done, key=lambda r: r.value or 0.0)
@@ -137,10 +146,14 @@ def _public(session: Session, search: Search) -> SearchPublic:
     counts = Counter(e.status for e in exps if db_searches.is_trial(e))
     best = _best(search, rows)
     spec = db_searches.spec_of(search)
+    several = db_searches.several(spec)
+    trial_exps = [e for e in exps if db_searches.is_trial(e)]
     return SearchPublic(
         **_summary(search, counts, best, len(trials)),
         spec=search.spec,
-        objective=spec.objective.model_dump(),
+        objective=spec.goals()[0].model_dump(),
+        objectives=[g.model_dump() for g in spec.goals()],
+        pareto_front=db_searches.pareto_front(session, search, trial_exps) if several else None,
         best=best,
         trials=trials,
         confirmation=[r for r in rows if r.number is None],
@@ -167,17 +180,31 @@ def create(
     Rules beyond the schema (each a 422 naming the field, nothing stored): every space path must
     exist in the spec; every corner of the space must be a valid experiment under the cost cap
     (LABQ_MAX_JOB_FLOPS); `base.validation` must be a hold-out (selection never reads the test
-    set); a `grid` sampler takes int and categorical dimensions only."""
+    set); a `grid` sampler takes int and categorical dimensions only; several `objectives`
+    take no pruner and no `confirm`, and `cmaes` takes one objective."""
+    return queue_search(session, settings, spec, response)
+
+
+def queue_search(
+    session: Session,
+    settings: Settings,
+    spec: SearchSpec,
+    response: Response,
+    preset: str | None = None,
+    loc: tuple[str, ...] = ("body",),
+) -> SearchAccepted:
+    """Check, store and queue a search (POST /searches, a search preset's run); every problem is
+    a 422 at `loc` + the field."""
     try:
         base = check(spec, settings.max_job_flops)
     except SweepError as exc:
         raise RequestValidationError(
             [
-                {"loc": ("body", *p.field.split(".")), "msg": p.msg, "type": p.type}
+                {"loc": (*loc, *p.field.split(".")), "msg": p.msg, "type": p.type}
                 for p in exc.problems
             ]
         ) from None
-    search, ids = db_searches.create_search(session, spec, base)
+    search, ids = db_searches.create_search(session, spec, base, preset=preset)
     trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
     session.commit()
     answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
@@ -265,8 +292,16 @@ def _importances(session: Session, search: Search) -> dict[str, float]:
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < 2:
         raise HTTPException(409, f"search {search.id} has fewer than two completed trials")
+    # Several objectives: importance to the first (the evaluator reads low values as good).
+    goal = db_searches.spec_of(search).goals()[0]
+    sign = -1.0 if goal.direction == "maximize" else 1.0
+    several = db_searches.several(db_searches.spec_of(search))
+    target = (lambda t: sign * t.values[0]) if several else None
     try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        with warnings.catch_warnings():  # with a target, the evaluator warns it minimizes it
+            warnings.simplefilter("ignore", UserWarning)
+            found = optuna.importance.get_param_importances(study, target=target)
+        return {k: float(v) for k, v in found.items()}
     except (RuntimeError, ValueError) as exc:
         raise HTTPException(409, f"search {search.id}: no importance yet ({exc})") from None
 
@@ -300,5 +335,30 @@ def parallel(search: SearchDep, session: SessionDep) -> Response:
     ]
     png = figures.parallel_png(
         axes, [r.value or 0.0 for r in rows], p.objective["metric"], search.name
+    )
+    return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/{search_id}/pareto.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def pareto(search: SearchDep, session: SessionDep) -> Response:
+    """Several objectives: every completed trial on the first two objectives, the Pareto front
+    marked and joined; 409 for a search of one objective or before a trial has completed."""
+    spec = db_searches.spec_of(search)
+    if not db_searches.several(spec):
+        raise HTTPException(409, f"search {search.id} has one objective: no Pareto front")
+    p = _public(session, search)
+    points = [(r.number or 0, r.values) for r in p.trials if r.values]
+    if not points:
+        raise HTTPException(409, f"search {search.id} has no completed trial yet")
+    goals = spec.goals()
+    png = figures.pareto_png(
+        [(n, v[0], v[1]) for n, v in points],
+        set(p.pareto_front or []),
+        [(g.metric, g.direction) for g in goals[:2]],
+        search.name,
     )
     return Response(png, media_type="image/png")
