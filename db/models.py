@@ -73,6 +73,8 @@ class Search(Base):
     # confirmation runs have all finished; the winner's test accuracy is read then and only then.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The user who submitted it (None: the implicit local admin); its trials are theirs too.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
 
 
 class Experiment(Base):

@@ -17,13 +17,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
+from api.deps import JSON_WRITE, MAX_ID, ActorDep, IdPath, NoBody, SessionDep, SettingsDep, may_act
 from api.routes.experiments import enqueue_stored
 from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.search import SearchSpec, check
 from core.sweep import SweepError, label
 from db import searches as db_searches
+from db import users
 from db.models import Experiment, Search
 
 router = APIRouter(prefix="/searches", tags=["searches"])
@@ -54,6 +55,7 @@ class TrialRow(BaseModel):
 class SearchSummary(BaseModel):
     id: int
     name: str
+    owner: str
     status: str
     created_at: datetime
     trials_asked: int
@@ -115,12 +117,13 @@ def _best(search: Search, rows: list[TrialRow]) -> TrialRow | None:
 
 
 def _summary(
-    search: Search, counts: Counter[str], best: TrialRow | None, asked: int
+    search: Search, counts: Counter[str], best: TrialRow | None, asked: int, owner: str
 ) -> dict[str, Any]:
     spec = db_searches.spec_of(search)
     return {
         "id": search.id,
         "name": search.name,
+        "owner": owner,
         "status": _status(search, counts),
         "created_at": search.created_at,
         "trials_asked": asked,
@@ -138,7 +141,7 @@ def _public(session: Session, search: Search) -> SearchPublic:
     best = _best(search, rows)
     spec = db_searches.spec_of(search)
     return SearchPublic(
-        **_summary(search, counts, best, len(trials)),
+        **_summary(search, counts, best, len(trials), users.owner_name(session, search.owner_id)),
         spec=search.spec,
         objective=spec.objective.model_dump(),
         best=best,
@@ -160,9 +163,14 @@ SearchDep = Annotated[Search, Depends(get_search)]
 
 @router.post("", status_code=202, response_model=SearchAccepted)
 def create(
-    spec: SearchSpec, session: SessionDep, settings: SettingsDep, response: Response
+    spec: SearchSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    actor: ActorDep,
 ) -> SearchAccepted:
-    """Store a search and queue its first `parallel` trials: 202 with `Location`.
+    """Store a search and queue its first `parallel` trials: 202 with `Location`. The search and
+    every trial it asks are owned by the caller (a viewer: 403).
 
     Rules beyond the schema (each a 422 naming the field, nothing stored): every space path must
     exist in the spec; every corner of the space must be a valid experiment under the cost cap
@@ -177,8 +185,11 @@ def create(
                 for p in exc.problems
             ]
         ) from None
-    search, ids = db_searches.create_search(session, spec, base)
+    search, ids = db_searches.create_search(
+        session, spec, base, owner_id=actor.user_id, token_id=actor.token_id
+    )
     trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
+    users.audit(session, actor, "search.submit", f"search {search.id} ({len(ids)} trials)")
     session.commit()
     answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
     answer.warning = enqueue_stored(trials)
@@ -195,13 +206,14 @@ def list_(
 ) -> list[SearchSummary]:
     rows, total = db_searches.list_searches(session, limit=limit, offset=offset)
     response.headers["X-Total-Count"] = str(total)
+    owners = users.names(session, {s.owner_id for s in rows})
     out = []
     for s in rows:
         exps = db_searches.members(session, s.id)
         trials = [e for e in exps if db_searches.is_trial(e)]
         counts = Counter(e.status for e in trials)
         best = _best(s, _rows(session, s, trials))
-        out.append(SearchSummary(**_summary(s, counts, best, len(trials))))
+        out.append(SearchSummary(**_summary(s, counts, best, len(trials), owners[s.owner_id])))
     return out
 
 
@@ -216,10 +228,15 @@ def read(search: SearchDep, session: SessionDep) -> SearchPublic:
 @router.post(
     "/{search_id}/cancel", status_code=202, response_model=SearchPublic, openapi_extra=JSON_WRITE
 )
-def cancel(search: SearchDep, session: SessionDep, body: NoBody = None) -> SearchPublic:
+def cancel(
+    search: SearchDep, session: SessionDep, actor: ActorDep, body: NoBody = None
+) -> SearchPublic:
     """No new trial is asked; queued trials are cancelled at once, running ones stop at their
-    next epoch end (or sooner: the worker polls the cancel flag inside an epoch)."""
+    next epoch end (or sooner: the worker polls the cancel flag inside an epoch). Its owner or an
+    admin (anyone else: 403 naming the owner)."""
+    may_act(session, actor, search.owner_id, f"search {search.id}")
     db_searches.cancel_search(session, search.id)
+    users.audit(session, actor, "search.cancel", f"search {search.id}")
     session.commit()
     session.refresh(search)
     return _public(session, search)
