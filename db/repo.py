@@ -4,7 +4,6 @@ Writes that a redelivered or resumed task may repeat are idempotent: epochs are 
 (experiment, epoch), artifacts on (experiment, name), and a job is claimed by a conditional UPDATE.
 """
 
-from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -16,10 +15,6 @@ from core.settings import get_settings
 from core.spec import ExperimentSpec
 from db.models import Artifact, EpochRow, Experiment, Token, utcnow
 from db.session import rowcount
-
-# The API token a request acts for (set by api.auth for the request's duration): every experiment
-# created during the request is owned by it and counts against its active-job limit.
-acting_token: ContextVar[int | None] = ContextVar("labq_acting_token", default=None)
 
 
 class QuotaExceeded(Exception):
@@ -75,9 +70,9 @@ def create_experiment(
     token_id: int | None = None,
     owner_id: int | None = None,
 ) -> Experiment:
-    """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin)."""
-    if token_id is None:
-        token_id = acting_token.get()
+    """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin),
+    charged to the API token `token_id` (None: no token, or asked by a worker), which must have
+    room under its active-job limit (QuotaExceeded)."""
     if token_id is not None:
         check_quota(session, token_id)
     exp = Experiment(
@@ -341,14 +336,13 @@ def finish(session: Session, experiment_id: int, status: str, **values: Any) -> 
 RETRYABLE = (FAILED, CANCELLED)
 
 
-def retry(session: Session, experiment_id: int) -> bool:
+def retry(session: Session, experiment_id: int, token_id: int | None = None) -> bool:
     """Queue a failed or cancelled job again, from scratch: its epochs, artifacts, results and
     error are cleared. Its attempt number is kept (the next run is attempt + 1: a process of an
     old attempt that wakes up later can never pass for the new run), and the attempt cap counts
-    afresh from here (`retry_base`). A token that retries a job is charged for it like for a
-    submit (QuotaExceeded over its limit) and owns it from then on. False when the job is in
-    another status (nothing is changed then)."""
-    token_id = acting_token.get()
+    afresh from here (`retry_base`). The token `token_id` that retries a job is charged for it
+    like for a submit (QuotaExceeded over its limit) and owns it from then on. False when the job
+    is in another status (nothing is changed then)."""
     owner: dict[str, int] = {}
     if token_id is not None:
         status = session.scalar(select(Experiment.status).where(Experiment.id == experiment_id))

@@ -38,10 +38,14 @@ def create_sweep(
     session.flush()
     exps = []
     for spec, key in children:
-        kw = {"token_id": token_id} if token_id is not None else {}
         exps.append(
             repo.create_experiment(
-                session, spec, sweep_id=sweep.id, config_key=key, owner_id=owner_id, **kw
+                session,
+                spec,
+                sweep_id=sweep.id,
+                config_key=key,
+                token_id=token_id,
+                owner_id=owner_id,
             )
         )
     return sweep, exps

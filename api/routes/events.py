@@ -32,7 +32,7 @@ from sqlalchemy import case, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from api.deps import SettingsDep
+from api.deps import SettingsDep, get_actor
 from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
@@ -303,7 +303,7 @@ async def _stream(request: Request, watch: QueueWatch | RunWatch) -> AsyncIterat
 
 
 def _response(request: Request, watch: QueueWatch | RunWatch, settings: Settings) -> EventStream:
-    return EventStream(_stream(request, watch), repo.acting_token.get(), settings)
+    return EventStream(_stream(request, watch), get_actor(request).token_id, settings)
 
 
 def run_exists(experiment_id: int = Path(ge=1)) -> int:
@@ -330,4 +330,4 @@ async def run_events(
     request: Request, settings: SettingsDep, experiment_id: int = Depends(run_exists)
 ) -> StreamingResponse:
     """One run's state and epochs as they are written; ends when the run has finished."""
-    return _response(request, RunWatch(experiment_id, repo.acting_token.get()), settings)
+    return _response(request, RunWatch(experiment_id, get_actor(request).token_id), settings)

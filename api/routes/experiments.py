@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from api.deps import (
     NoBody,
     SessionDep,
     SettingsDep,
+    get_actor,
     get_experiment,
     may_act,
 )
@@ -68,7 +69,9 @@ def submit(
     re-sent when a worker (or `labq up`) starts, so the submission is never lost. With an
     Idempotency-Key, the key and its answer are stored in the same transaction as the job."""
     idempotency.reserve(session, idem)
-    exp = repo.create_experiment(session, spec, owner_id=actor.user_id, **kw)
+    exp = repo.create_experiment(
+        session, spec, token_id=actor.token_id, owner_id=actor.user_id, **kw
+    )
     users.audit(session, actor, "experiment.submit", f"experiment {exp.id}")
     idempotency.remember(session, idem, 202, accepted(exp), f"/experiments/{exp.id}")
     session.commit()
@@ -112,19 +115,8 @@ def traceback_for(exp: Experiment, viewer: int | None) -> str | None:
     return exp.traceback if exp.token_id == viewer else None
 
 
-class _RequestToken:
-    """The default viewer of to_public: the token of the request being answered."""
-
-
-REQUEST_TOKEN = _RequestToken()
-
-
-def to_public(
-    session: Session, exp: Experiment, viewer: int | None | _RequestToken = REQUEST_TOKEN
-) -> ExperimentPublic:
-    """`viewer`: the token id the caller acts with (None: no token); by default the request's."""
-    if isinstance(viewer, _RequestToken):
-        viewer = repo.acting_token.get()
+def to_public(session: Session, exp: Experiment, viewer: int | None) -> ExperimentPublic:
+    """`viewer`: the token id the caller acts with (None: no token)."""
     position = repo.queue_positions(session, [exp.id]).get(exp.id)
     started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
     base = f"/experiments/{exp.id}"
@@ -295,13 +287,13 @@ def _page(
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
-async def read(experiment_id: IdPath) -> ExperimentPublic:
-    return await run_in_threadpool(_read, experiment_id)
+async def read(experiment_id: IdPath, request: Request) -> ExperimentPublic:
+    return await run_in_threadpool(_read, experiment_id, get_actor(request).token_id)
 
 
-def _read(experiment_id: int) -> ExperimentPublic:
+def _read(experiment_id: int, viewer: int | None) -> ExperimentPublic:
     with session_scope() as session:
-        return to_public(session, get_experiment(experiment_id, session))
+        return to_public(session, get_experiment(experiment_id, session), viewer)
 
 
 @router.get("/{experiment_id}/history", response_model=list[EpochPublic])
@@ -365,7 +357,7 @@ def cancel(
     session.commit()
     enqueue_stored(new)
     session.refresh(exp)
-    return to_public(session, exp)
+    return to_public(session, exp, actor.token_id)
 
 
 @router.post(
@@ -381,7 +373,7 @@ def retry(
     """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
     cleared; id, name, spec and owner are kept). Its owner or an admin (anyone else: 403)."""
     may_act(session, actor, exp.owner_id, f"experiment {exp.id}")
-    if not repo.retry(session, exp.id):
+    if not repo.retry(session, exp.id, token_id=actor.token_id):
         raise HTTPException(
             409,
             f"experiment {exp.id} is {exp.status}; only failed or cancelled "
@@ -391,4 +383,4 @@ def retry(
     session.commit()
     session.refresh(exp)
     enqueue_stored([exp])
-    return to_public(session, exp)
+    return to_public(session, exp, actor.token_id)

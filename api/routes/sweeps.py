@@ -76,6 +76,7 @@ def queue_sweep(
         repeats=spec.repeats,
         preset=preset,
         children=[(c.spec, c.config_key) for c in children],
+        token_id=actor.token_id,
         owner_id=actor.user_id,
     )
     users.audit(session, actor, "sweep.submit", f"sweep {sweep.id} ({len(exps)} experiments)")
