@@ -198,4 +198,8 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(repo.QuotaExceeded)
     async def _quota(request: Request, exc: repo.QuotaExceeded) -> JSONResponse:
-        return _too_many(str(exc), JOBS_RETRY_AFTER)
+        retry_after = getattr(exc, "retry_after", JOBS_RETRY_AFTER)
+        if retry_after is None:  # waiting does not help: no Retry-After
+            message = str(exc)
+            return JSONResponse({"detail": message, "message": message}, status_code=429)
+        return _too_many(str(exc), retry_after)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -94,6 +95,8 @@ class Experiment(Base):
     search_trial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Who submitted it (None: the implicit local admin of an open loopback stack).
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # 0 low, 1 normal, 2 high: db/scheduling.py ranks queued jobs by it first.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

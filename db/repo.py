@@ -69,6 +69,7 @@ def create_experiment(
     config_key: str | None = None,
     token_id: int | None = None,
     owner_id: int | None = None,
+    priority: int = 1,
 ) -> Experiment:
     """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin),
     charged to the API token `token_id` (None: no token, or asked by a worker), which must have
@@ -83,6 +84,7 @@ def create_experiment(
         config_key=config_key,
         token_id=token_id,
         owner_id=owner_id,
+        priority=priority,
         epochs_total=spec.epochs,
         created_at=utcnow(),
     )
@@ -134,30 +136,6 @@ def queued_ids(session: Session, older_than: float | None = None) -> list[int]:
     if older_than:
         query = query.where(Experiment.created_at < utcnow() - timedelta(seconds=older_than))
     return list(session.scalars(query.order_by(Experiment.id)))
-
-
-def queue_positions(session: Session, ids: list[int]) -> dict[int, int]:
-    """1-based place in the queue of each queued experiment among `ids`: one count of the queue
-    before the smallest id and the queued ids from there to the largest, both on the status/id
-    index (a page of the runs list spans a short stretch of ids; the queue may be long)."""
-    if not ids:
-        return {}
-    lo, hi = min(ids), max(ids)
-    before = (
-        session.scalar(
-            select(func.count())
-            .select_from(Experiment)
-            .where(Experiment.status == QUEUED, Experiment.id < lo)
-        )
-        or 0
-    )
-    stretch = session.scalars(
-        select(Experiment.id)
-        .where(Experiment.status == QUEUED, Experiment.id >= lo, Experiment.id <= hi)
-        .order_by(Experiment.id)
-    )
-    wanted = set(ids)
-    return {int(i): before + k for k, i in enumerate(stretch, start=1) if i in wanted}
 
 
 def request_cancel(session: Session, experiment_id: int) -> str | None:

@@ -22,6 +22,7 @@ def create_sweep(
     preset: str | None = None,
     token_id: int | None = None,
     owner_id: int | None = None,
+    priority: int = 1,
 ) -> tuple[Sweep, list[Experiment]]:
     """Add the sweep row and one experiment per (spec, config_key), flushed but not committed:
     the caller commits once, so a sweep is stored whole or not at all."""
@@ -46,6 +47,7 @@ def create_sweep(
                 config_key=key,
                 token_id=token_id,
                 owner_id=owner_id,
+                priority=priority,
             )
         )
     return sweep, exps

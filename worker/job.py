@@ -28,7 +28,7 @@ from core.constants import CANCELLED, FAILED, PRUNED, QUEUED, SUCCEEDED
 from core.queue import enqueue, mark_consumed, spec_flops, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
-from db import model_artifacts, repo, searches
+from db import model_artifacts, repo, scheduling, searches
 from worker import checkpoint as ckpt
 from worker import testhooks
 from worker.breaker import Breaker, stop_taking_jobs
@@ -71,15 +71,19 @@ def run_job(experiment_id: int) -> str:
     return outcome
 
 
-def _run(experiment_id: int) -> tuple[str, "LeaseKeeper | None"]:
+def _run(woken_by: int) -> tuple[str, "LeaseKeeper | None"]:
     settings = get_settings()
-    claimed = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
-    if claimed is None:
+    # The message is a wake-up: the database picks the job (db/scheduling.py).
+    got = db_write(scheduling.claim_next, woken_by, worker_name(), settings.lease_seconds)
+    if got is None:
         log.info(
-            "experiment %s is not claimable (finished, cancelled or leased); skipping",
-            experiment_id,
+            "experiment %s is not claimable (finished, cancelled or leased) and no other job "
+            "may start now; skipping",
+            woken_by,
         )
+        mark_consumed(woken_by)  # a job still queued is sent again by the reaper
         return "skipped", None
+    experiment_id, claimed = got
     mark_consumed(experiment_id)
     attempt = claimed.attempt
 

@@ -37,7 +37,7 @@ from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.settings import Settings
-from db import repo, users
+from db import repo, scheduling, users
 from db.models import EpochRow, Experiment
 from db.session import session_scope
 
@@ -171,7 +171,7 @@ class QueueWatch:
                 if picked
                 else []
             )
-            positions = repo.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
+            positions = scheduling.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
             owners = users.names(s, {r.owner_id for r in rows})
             for row in rows:
                 mark = (

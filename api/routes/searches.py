@@ -23,9 +23,10 @@ from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.search import SearchSpec, check
 from core.sweep import SweepError, label
+from db import scheduling, users
 from db import searches as db_searches
-from db import users
 from db.models import Experiment, Search
+from db.scheduling import NORMAL
 
 router = APIRouter(prefix="/searches", tags=["searches"])
 
@@ -185,6 +186,7 @@ def create(
                 for p in exc.problems
             ]
         ) from None
+    scheduling.check_user_limits(session, actor.user_id, actor.role, spec.parallel, NORMAL)
     search, ids = db_searches.create_search(
         session, spec, base, owner_id=actor.user_id, token_id=actor.token_id
     )
