@@ -204,7 +204,9 @@ def _values(value: float | list[float] | None) -> list[float] | None:
     return value if isinstance(value, list) else None if value is None else [value]
 
 
-def _new_trials(session: Session, search: Search, trials: list[Experiment], n: int) -> list[int]:
+def _new_trials(
+    session: Session, search: Search, trials: list[Experiment], n: int, token_id: int | None
+) -> list[int]:
     spec = spec_of(search)
     st = study(session, search, trials)
     dists = {p: distribution(d) for p, d in spec.space.items()}
@@ -215,7 +217,7 @@ def _new_trials(session: Session, search: Search, trials: list[Experiment], n: i
         frozen = st._storage.get_trial(trial._trial_id)
         number = len(trials) + len(ids)
         exp_spec = build(base, trial.params, f"{spec.name} #{number}", base["seed"])
-        exp = repo.create_experiment(session, exp_spec)
+        exp = repo.create_experiment(session, exp_spec, token_id=token_id, owner_id=search.owner_id)
         exp.search_id = search.id
         exp.search_trial = {
             "number": number,
@@ -235,23 +237,33 @@ def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_search(
-    session: Session, spec: SearchSpec, base: dict[str, Any], preset: str | None = None
+    session: Session,
+    spec: SearchSpec,
+    base: dict[str, Any],
+    preset: str | None = None,
+    *,
+    owner_id: int | None = None,
+    token_id: int | None = None,
 ) -> tuple[Search, list[int]]:
-    """Store the search and ask for its first `parallel` trials; flushed, not committed."""
+    """Store the search, owned by the user `owner_id` (None: the implicit local admin), and ask
+    for its first `parallel` trials, charged to `token_id`'s active-job limit; flushed, not
+    committed."""
     doc = spec.model_dump(mode="json")
     doc["base"] = base
     if doc["seed"] is None:
         doc["seed"] = base["seed"]
-    search = Search(name=spec.name, spec=doc, preset=preset, created_at=utcnow())
+    search = Search(name=spec.name, spec=doc, preset=preset, created_at=utcnow(), owner_id=owner_id)
     session.add(search)
     session.flush()
-    return search, top_up(session, search.id)
+    return search, top_up(session, search.id, token_id=token_id)
 
 
-def top_up(session: Session, search_id: int) -> list[int]:
+def top_up(session: Session, search_id: int, *, token_id: int | None = None) -> list[int]:
     """Under the search's lock: ask for trials until `parallel` are in flight or `trials` were
     asked; once every trial has ended, queue the confirmation, and once that has ended, record
-    the result. Returns the experiments to enqueue after the commit."""
+    the result. Returns the experiments to enqueue after the commit. Every trial is owned by the
+    search's owner; `token_id` (the API's create) is charged for the trials asked now, while the
+    later ones, asked as trials end, are bounded by `parallel` and charged to no token."""
     search = _lock(session, search_id)
     if search is None or search.cancelled or search.result is not None:
         return []
@@ -267,12 +279,12 @@ def top_up(session: Session, search_id: int) -> list[int]:
             target = len(trials)  # time is up: the trials asked so far are the search
     n = min(spec.parallel - in_flight, target - len(trials))
     if n > 0:
-        return _new_trials(session, search, trials, n)
+        return _new_trials(session, search, trials, n, token_id)
     if in_flight or len(trials) < target:
         return []
     confirms = [e for e in exps if not is_trial(e)]
     if spec.confirm is not None and not confirms:
-        ids = _queue_confirmation(session, search, trials)
+        ids = _queue_confirmation(session, search, trials, token_id)
         if ids:
             return ids
     if any(e.status not in FINISHED for e in confirms):
@@ -305,7 +317,9 @@ def ranked(
     return sorted(done, key=lambda tv: tv[1], reverse=spec.objective.direction == "maximize")
 
 
-def _queue_confirmation(session: Session, search: Search, trials: list[Experiment]) -> list[int]:
+def _queue_confirmation(
+    session: Session, search: Search, trials: list[Experiment], token_id: int | None
+) -> list[int]:
     spec = spec_of(search)
     assert spec.confirm is not None
     ids = []
@@ -314,7 +328,12 @@ def _queue_confirmation(session: Session, search: Search, trials: list[Experimen
         for i in range(spec.confirm.seeds):
             seed = (spec.base["seed"] + 1 + i) % (2**31)  # seeds the trials were not chosen on
             name = f"{spec.name} #{t['number']} confirm {i + 1}"
-            confirm = repo.create_experiment(session, build(spec.base, t["params"], name, seed))
+            confirm = repo.create_experiment(
+                session,
+                build(spec.base, t["params"], name, seed),
+                token_id=token_id,
+                owner_id=search.owner_id,
+            )
             confirm.search_id = search.id
             confirm.search_trial = {"confirm_of": t["number"], "seed_index": i}
             ids.append(confirm.id)

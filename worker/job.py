@@ -32,7 +32,7 @@ from core.constants import CANCELLED, FAILED, PRUNED, QUEUED, SUCCEEDED
 from core.queue import enqueue, mark_consumed, spec_flops, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
-from db import model_artifacts, repo, searches
+from db import model_artifacts, repo, scheduling, searches
 from worker import checkpoint as ckpt
 from worker import testhooks
 from worker.breaker import Breaker, stop_taking_jobs
@@ -74,7 +74,7 @@ def run_job(experiment_id: int) -> str:
     if _breaker.record(strike):
         stop_taking_jobs(
             f"{_breaker.strikes} jobs in a row ended without finishing an epoch "
-            f"(the last: experiment {experiment_id}, {outcome})"
+            f"(the last: experiment {job.id}, {outcome})"
         )
     return outcome
 
@@ -143,14 +143,21 @@ class Job:
     # -- the phases ---------------------------------------------------------------------------
 
     def claim(self) -> repo.Claim | None:
-        """Take the job with a conditional UPDATE and a lease; None when it is not ours to run."""
+        """Take the job the database ranks first (db/scheduling.py: the message that woke this
+        worker is a wake-up, not an order) with a conditional UPDATE and a lease; None when no
+        job may start now."""
         lease = self.settings.lease_seconds
-        claimed: repo.Claim | None = db_write(repo.claim, self.id, worker_name(), lease)
-        if claimed is None:
+        woken_by = self.id
+        got = db_write(scheduling.claim_next, woken_by, worker_name(), lease)
+        if got is None:
             log.info(
-                "experiment %s is not claimable (finished, cancelled or leased); skipping", self.id
+                "experiment %s is not claimable (finished, cancelled or leased) and no other job "
+                "may start now; skipping",
+                woken_by,
             )
+            mark_consumed(woken_by)  # a job still queued is sent again by the reaper
             return None
+        self.id, claimed = got
         mark_consumed(self.id)
         self.attempt = claimed.attempt
         self.keeper = LeaseKeeper(self.id, self.attempt, lease, self.settings.cancel_poll_seconds)

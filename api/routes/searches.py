@@ -18,15 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
+from api.deps import JSON_WRITE, MAX_ID, ActorDep, IdPath, NoBody, SessionDep, SettingsDep, may_act
 from api.routes.experiments import enqueue_stored
 from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.search import SearchSpec, check
 from core.settings import Settings
 from core.sweep import SweepError, label
+from db import scheduling, users
 from db import searches as db_searches
 from db.models import Experiment, Search
+from db.scheduling import NORMAL
 
 router = APIRouter(prefix="/searches", tags=["searches"])
 
@@ -57,6 +59,7 @@ class TrialRow(BaseModel):
 class SearchSummary(BaseModel):
     id: int
     name: str
+    owner: str
     status: str
     created_at: datetime
     trials_asked: int
@@ -124,12 +127,13 @@ def _best(search: Search, rows: list[TrialRow]) -> TrialRow | None:
 
 
 def _summary(
-    search: Search, counts: Counter[str], best: TrialRow | None, asked: int
+    search: Search, counts: Counter[str], best: TrialRow | None, asked: int, owner: str
 ) -> dict[str, Any]:
     spec = db_searches.spec_of(search)
     return {
         "id": search.id,
         "name": search.name,
+        "owner": owner,
         "status": _status(search, counts),
         "created_at": search.created_at,
         "trials_asked": asked,
@@ -149,7 +153,7 @@ def _public(session: Session, search: Search) -> SearchPublic:
     several = db_searches.several(spec)
     trial_exps = [e for e in exps if db_searches.is_trial(e)]
     return SearchPublic(
-        **_summary(search, counts, best, len(trials)),
+        **_summary(search, counts, best, len(trials), users.owner_name(session, search.owner_id)),
         spec=search.spec,
         objective=spec.goals()[0].model_dump(),
         objectives=[g.model_dump() for g in spec.goals()],
@@ -173,16 +177,21 @@ SearchDep = Annotated[Search, Depends(get_search)]
 
 @router.post("", status_code=202, response_model=SearchAccepted)
 def create(
-    spec: SearchSpec, session: SessionDep, settings: SettingsDep, response: Response
+    spec: SearchSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    actor: ActorDep,
 ) -> SearchAccepted:
-    """Store a search and queue its first `parallel` trials: 202 with `Location`.
+    """Store a search and queue its first `parallel` trials: 202 with `Location`. The search and
+    every trial it asks are owned by the caller (a viewer: 403).
 
     Rules beyond the schema (each a 422 naming the field, nothing stored): every space path must
     exist in the spec; every corner of the space must be a valid experiment under the cost cap
     (LABQ_MAX_JOB_FLOPS); `base.validation` must be a hold-out (selection never reads the test
     set); a `grid` sampler takes int and categorical dimensions only; several `objectives`
     take no pruner and no `confirm`, and `cmaes` takes one objective."""
-    return queue_search(session, settings, spec, response)
+    return queue_search(session, settings, spec, response, actor)
 
 
 def queue_search(
@@ -190,6 +199,7 @@ def queue_search(
     settings: Settings,
     spec: SearchSpec,
     response: Response,
+    actor: users.Actor,
     preset: str | None = None,
     loc: tuple[str, ...] = ("body",),
 ) -> SearchAccepted:
@@ -204,8 +214,12 @@ def queue_search(
                 for p in exc.problems
             ]
         ) from None
-    search, ids = db_searches.create_search(session, spec, base, preset=preset)
+    scheduling.check_user_limits(session, actor.user_id, actor.role, spec.parallel, NORMAL)
+    search, ids = db_searches.create_search(
+        session, spec, base, owner_id=actor.user_id, token_id=actor.token_id
+    )
     trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
+    users.audit(session, actor, "search.submit", f"search {search.id} ({len(ids)} trials)")
     session.commit()
     answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
     answer.warning = enqueue_stored(trials)
@@ -222,13 +236,14 @@ def list_(
 ) -> list[SearchSummary]:
     rows, total = db_searches.list_searches(session, limit=limit, offset=offset)
     response.headers["X-Total-Count"] = str(total)
+    owners = users.names(session, {s.owner_id for s in rows})
     out = []
     for s in rows:
         exps = db_searches.members(session, s.id)
         trials = [e for e in exps if db_searches.is_trial(e)]
         counts = Counter(e.status for e in trials)
         best = _best(s, _rows(session, s, trials))
-        out.append(SearchSummary(**_summary(s, counts, best, len(trials))))
+        out.append(SearchSummary(**_summary(s, counts, best, len(trials), owners[s.owner_id])))
     return out
 
 
@@ -243,10 +258,15 @@ def read(search: SearchDep, session: SessionDep) -> SearchPublic:
 @router.post(
     "/{search_id}/cancel", status_code=202, response_model=SearchPublic, openapi_extra=JSON_WRITE
 )
-def cancel(search: SearchDep, session: SessionDep, body: NoBody = None) -> SearchPublic:
+def cancel(
+    search: SearchDep, session: SessionDep, actor: ActorDep, body: NoBody = None
+) -> SearchPublic:
     """No new trial is asked; queued trials are cancelled at once, running ones stop at their
-    next epoch end (or sooner: the worker polls the cancel flag inside an epoch)."""
+    next epoch end (or sooner: the worker polls the cancel flag inside an epoch). Its owner or an
+    admin (anyone else: 403 naming the owner)."""
+    may_act(session, actor, search.owner_id, f"search {search.id}")
     db_searches.cancel_search(session, search.id)
+    users.audit(session, actor, "search.cancel", f"search {search.id}")
     session.commit()
     session.refresh(search)
     return _public(session, search)
