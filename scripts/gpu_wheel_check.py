@@ -40,6 +40,12 @@ ENV = {
 }
 
 
+def _abi3_up_to_312(tag) -> bool:
+    """A stable-ABI wheel built for CPython 3.N, N <= 12, also runs on 3.12."""
+    v = tag.interpreter.removeprefix("cp")
+    return tag.abi == "abi3" and v.isdigit() and 30 <= int(v) <= 312
+
+
 def main(folder: str) -> int:
     wheels = sorted(Path(folder).glob("*.whl"))
     carried: dict[str, str] = {}
@@ -50,7 +56,7 @@ def main(folder: str) -> int:
             problems.append(f"two versions of {name}: {carried[name]} and {version}")
         carried[name] = str(version)
         ok = any(
-            t.interpreter in ("py3", "cp312", "py312")
+            (t.interpreter in ("py3", "cp312", "py312") or _abi3_up_to_312(t))
             and ("x86_64" in t.platform or t.platform == "any")
             for t in tags
         )

