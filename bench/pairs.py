@@ -20,13 +20,14 @@ from pathlib import Path
 from rich.table import Table
 
 
-def _one(backend: str, cases: str, seed: int, quick: bool, gpu: bool, log) -> dict:
+def _one(backend: str, cases: str, seed: int, quick: bool, gpu: bool, notebook: bool, log) -> dict:
     with tempfile.TemporaryDirectory(prefix="labq-bench-") as tmp:
         out = Path(tmp) / "run.json"
         argv = [sys.executable, "-m", "cli.main", "bench", "--backend", backend, "--cases", cases]
         argv += ["--seeds", str(seed), "--json", str(out)]
         argv += ["--quick"] if quick else []
         argv += ["--gpu"] if gpu else []
+        argv += [] if notebook else ["--no-notebook"]
         env = {**os.environ, "LABQ_BACKEND": backend}
         proc = subprocess.run(argv, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
@@ -43,14 +44,20 @@ def _one(backend: str, cases: str, seed: int, quick: bool, gpu: bool, log) -> di
 
 
 def run_pairs(
-    backends: list[str], cases: list[str], pairs: int, quick: bool, gpu: bool, log=print
+    backends: list[str],
+    cases: list[str],
+    pairs: int,
+    quick: bool,
+    gpu: bool,
+    notebook: bool = True,
+    log=print,
 ) -> dict:
     """`pairs` runs of every case on every backend, backends alternating; seeds 1..pairs."""
     runs: list[dict] = []
     for i in range(pairs):
         order = backends if i % 2 == 0 else list(reversed(backends))
         for b in order:
-            runs.append(_one(b, ",".join(cases), i + 1, quick, gpu, log))
+            runs.append(_one(b, ",".join(cases), i + 1, quick, gpu, notebook, log))
     summary = []
     for b in backends:
         rows = [r for rep in runs if rep["backend"] == b for r in rep["rows"]]

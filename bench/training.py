@@ -128,7 +128,7 @@ def load_data():
     return load_mnist(get_settings().data_dir / "datasets")
 
 
-def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
+def run_case(name: str, body: dict, seed: int, data, gflops: float, notebook: bool = True) -> Row:
     from bench.notebook import train_notebook
     from core.spec import estimate_flops
     from worker.engine.steps import resident, use_jit
@@ -136,7 +136,8 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
 
     spec = ExperimentSpec.model_validate({**body, "seed": seed})
     resident(data)  # once per worker process, as in labq's worker: not part of a job's time
-    nb = train_notebook(spec, data)
+    nb = train_notebook(spec, data) if notebook else None  # None: labq's engine alone
+    nb_seconds = nb.seconds if nb else float("nan")
     t0 = time.perf_counter()
     result = train(spec, data, on_epoch=lambda report: False)
     engine_seconds = time.perf_counter() - t0
@@ -148,10 +149,10 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
         architecture=spec.name,
         batch_size=spec.batch_size,
         epochs=ran,
-        notebook_seconds=nb.seconds,
+        notebook_seconds=nb_seconds,
         engine_seconds=engine_seconds,
-        speedup=nb.seconds / engine_seconds,
-        notebook_val_accuracy=nb.val_accuracy,
+        speedup=nb_seconds / engine_seconds,
+        notebook_val_accuracy=nb.val_accuracy if nb else float("nan"),
         engine_val_accuracy=result.epochs[-1].val_accuracy or 0.0,
         floor_seconds=floor,
         engine_over_floor=engine_seconds / floor,
@@ -159,7 +160,9 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
     )
 
 
-def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None) -> dict:
+def run(
+    cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None, notebook: bool = True
+) -> dict:
     device = setup_device(gpu)
     import keras
 
@@ -169,7 +172,7 @@ def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None)
     rows = []
     for name in cases:
         for seed in seeds:
-            row = run_case(name, table[name], seed, data, gflops)
+            row = run_case(name, table[name], seed, data, gflops, notebook)
             rows.append(row)
             if on_row:
                 on_row(row)

@@ -79,6 +79,10 @@ def bench(
         str | None,
         typer.Option(help="Keras backend: tensorflow, jax or both (default: LABQ_BACKEND)"),
     ] = None,
+    notebook: Annotated[
+        bool,
+        typer.Option(help="also train each case the notebook's way (--no-notebook: labq only)"),
+    ] = True,
     pairs: Annotated[
         int,
         typer.Option(
@@ -154,7 +158,9 @@ def bench(
             from bench.pairs import pairs_table, run_pairs
 
             try:
-                report = run_pairs(backends, names, max(1, pairs), quick, gpu, log=console.print)
+                report = run_pairs(
+                    backends, names, max(1, pairs), quick, gpu, notebook, log=console.print
+                )
             except RuntimeError as exc:
                 console.print(f"[red]{exc}")
                 raise typer.Exit(1) from None
@@ -173,7 +179,7 @@ def bench(
             )
 
         try:
-            report = run(names, seed_list or [1], quick, gpu, on_row=progress)
+            report = run(names, seed_list or [1], quick, gpu, on_row=progress, notebook=notebook)
         except RuntimeError as exc:
             console.print(f"[red]{exc}")
             raise typer.Exit(1) from None
