@@ -16,7 +16,10 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 T0=$(date +%s)
 step() { echo "+++ [$(( $(date +%s) - T0 ))s] $*"; }
-fail() { echo "gpu-check FAILED at: $*" | tee -a "$OUT/gpu-check.md"; exit 1; }
+fail() { echo "gpu-check FAILED at: $*"; exit 1; }
+FAILED=()
+# A measuring step that fails is recorded and the next one still runs; the status says so.
+measure() { local name=$1; shift; step "$name"; "$@"; local rc=$?; ((rc == 0)) || { echo "gpu-check: step '$name' failed (status $rc)"; FAILED+=("$name ($rc)"); }; }
 
 if [[ -z ${LABQ_GPU_CHECK_ON_CPU:-} ]]; then
   if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
@@ -30,6 +33,7 @@ else
   export CUDA_VISIBLE_DEVICES=-1 JAX_PLATFORMS=cpu
 fi
 
+exec > >(tee -a "$OUT/gpu-check.log") 2>&1
 step "install .whl/ into /tmp/site"
 ls .whl/*.whl >/dev/null 2>&1 || fail "no wheelhouse: run make gpu-check here first and carry .whl"
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -68,17 +72,22 @@ d = load_mnist(get_settings().data_dir / "datasets")
 print("MNIST", d.x_train.shape, d.x_test.shape)
 PY
 
-step "a live stack with a JAX worker: one job (784-300-10, batch 128, 5 epochs)"
-timeout 300 $PY scripts/gpu_stack_job.py "$OUT/stack-job.json" || fail "stack job"
+measure "a live stack with a JAX worker: one job (784-300-10, batch 128, 5 epochs)" \
+  timeout 150 $PY scripts/gpu_stack_job.py "$OUT/stack-job.json"
 
-step "labq bench $GPU_FLAG --backend jax: b128, b10000, lab12"
-timeout 420 $PY -m cli.main bench $GPU_FLAG --backend jax --cases b128,b10000,lab12 \
-  --json "$OUT/bench-train.json" || fail "labq bench (training)"
+measure "labq bench $GPU_FLAG --backend jax: b128, b10000, lab12" \
+  timeout 210 $PY -m cli.main bench $GPU_FLAG --backend jax --cases b128,b10000,lab12 \
+  --json "$OUT/bench-train.json"
 
-step "labq bench --service: pickup latency through a stack with a JAX worker"
-timeout 300 $PY -m cli.main bench --service --clients 0 --jobs 0 --pickups 10 \
-  --json "$OUT/bench-service.json" || fail "labq bench --service (pickup)"
+measure "labq bench --service: pickup latency through a stack with a JAX worker" \
+  timeout 120 $PY -m cli.main bench --service --clients 0 --jobs 0 --pickups 10 \
+  --json "$OUT/bench-service.json"
 
-step "the table"
-$PY scripts/gpu_report.py "$OUT" | tee "$OUT/gpu-check.md" || fail "report"
+measure "the table ($OUT/gpu-check.md)" bash -c "$PY scripts/gpu_report.py '$OUT' > '$OUT/gpu-check.md'"
+cat "$OUT/gpu-check.md"
 step "done"
+if ((${#FAILED[@]})); then
+  echo "gpu-check FAILED: ${FAILED[*]}"
+  exit 1
+fi
+echo "gpu-check passed"
