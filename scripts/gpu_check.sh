@@ -4,10 +4,12 @@
 # scripts/gpu_wheelhouse.sh) into /tmp/site, puts MNIST (.gpu-data/) where labq finds it, checks
 # that labq imports without TensorFlow, then with a JAX worker on the GPU: one job through a live
 # stack, `labq bench --gpu` for the b128, b10000 and section-12 cases, and the pickup latency.
-# Writes gpu-check.md (a markdown table) and the JSON figures to $OUT (or ./gpu-check-out), and
-# prints the table. Without a GPU it prints "no GPU" and exits 0 (LABQ_GPU_CHECK_ON_CPU=1 runs it
-# anyway, on the CPU: a rehearsal). Each step says what it does; the first failing step ends the
-# run with its name and status.
+# Writes gpu-check.md (a markdown table), gpu-check.log and the JSON figures to $OUT (or
+# ./gpu-check-out) and prints the table. Without a GPU it prints "no GPU" and exits 0
+# (LABQ_GPU_CHECK_ON_CPU=1 runs it anyway, on the CPU, as a rehearsal; LABQ_GPU_CHECK_QUICK=1
+# with small cases). Each step prints its name and the seconds since the start; a failed install
+# or import ends the run at once, a failed measurement is reported and the rest still runs; the
+# exit status is 1 when anything failed.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
@@ -75,8 +77,10 @@ PY
 measure "a live stack with a JAX worker: one job (784-300-10, batch 128, 5 epochs)" \
   timeout 150 $PY scripts/gpu_stack_job.py "$OUT/stack-job.json"
 
-measure "labq bench $GPU_FLAG --backend jax: b128, b10000, lab12" \
-  timeout 210 $PY -m cli.main bench $GPU_FLAG --backend jax --cases b128,b10000,lab12 \
+CASES=${LABQ_GPU_CHECK_CASES:-b128,b10000,lab12}
+QUICK=${LABQ_GPU_CHECK_QUICK:+--quick}  # a rehearsal on a CPU: the same cases on little data
+measure "labq bench $GPU_FLAG --backend jax --cases $CASES $QUICK" \
+  timeout 210 $PY -m cli.main bench $GPU_FLAG $QUICK --backend jax --cases "$CASES" \
   --json "$OUT/bench-train.json"
 
 measure "labq bench --service: pickup latency through a stack with a JAX worker" \
