@@ -106,6 +106,8 @@ def pairs_table(report: dict) -> Table:
         t.add_column(col, justify="left" if col in ("backend", "case", "model") else "right")
 
     def mm(s: dict, fmt: str, unit: str = "") -> str:
+        if s["median"] != s["median"]:  # NaN: --no-notebook
+            return "-"
         return f"{s['median']:{fmt}}{unit} ({s['min']:{fmt}}-{s['max']:{fmt}}{unit})"
 
     for s in report["summary"]:
