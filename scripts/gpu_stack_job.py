@@ -21,7 +21,7 @@ def main(out: Path) -> int:
         stack = LiveStack(Path(tmp) / "stack")
         t0 = time.perf_counter()
         try:
-            stack.start(timeout=240)
+            stack.start(timeout=60)
             print(f"stack up in {time.perf_counter() - t0:.1f}s", flush=True)
             r = httpx.post(f"{stack.url}/experiments", json=SPEC, timeout=30)
             r.raise_for_status()
@@ -31,8 +31,8 @@ def main(out: Path) -> int:
                 exp = httpx.get(f"{stack.url}/experiments/{exp_id}", timeout=30).json()
                 if exp["status"] in ("succeeded", "failed", "cancelled"):
                     break
-                if time.perf_counter() - t1 > 200:
-                    raise TimeoutError(f"job still {exp['status']} after 200 s")
+                if time.perf_counter() - t1 > 45:
+                    raise TimeoutError(f"job still {exp['status']} after 45 s")
                 time.sleep(0.2)
             exp["post_to_finished_seconds"] = time.perf_counter() - t1
             hist = httpx.get(f"{stack.url}/experiments/{exp_id}/history", timeout=30).json()
