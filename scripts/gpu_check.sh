@@ -75,7 +75,7 @@ print("MNIST", d.x_train.shape, d.x_test.shape)
 PY
 
 measure "a live stack with a JAX worker: one job (784-300-10, batch 128, 5 epochs)" \
-  timeout 120 $PY scripts/gpu_stack_job.py "$OUT/stack-job.json"
+  timeout 150 $PY scripts/gpu_stack_job.py "$OUT/stack-job.json"
 
 CASES=${LABQ_GPU_CHECK_CASES:-b128,b10000,lab12}
 QUICK=${LABQ_GPU_CHECK_QUICK:+--quick}  # a rehearsal on a CPU: the same cases on little data
@@ -84,7 +84,7 @@ measure "labq bench $GPU_FLAG --backend jax --cases $CASES $QUICK" \
   --json "$OUT/bench-train.json"
 
 measure "labq bench --service: pickup latency through a stack with a JAX worker" \
-  timeout 150 $PY -m cli.main bench --service --clients 0 --jobs 0 --pickups 10 \
+  timeout 120 $PY -m cli.main bench --service --clients 0 --jobs 0 --pickups 10 \
   --json "$OUT/bench-service.json"
 
 measure "the table ($OUT/gpu-check.md)" bash -c "$PY scripts/gpu_report.py '$OUT' > '$OUT/gpu-check.md'"

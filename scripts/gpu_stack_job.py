@@ -31,8 +31,8 @@ def main(out: Path) -> int:
                 exp = httpx.get(f"{stack.url}/experiments/{exp_id}", timeout=30).json()
                 if exp["status"] in ("succeeded", "failed", "cancelled"):
                     break
-                if time.perf_counter() - t1 > 45:
-                    raise TimeoutError(f"job still {exp['status']} after 45 s")
+                if time.perf_counter() - t1 > 75:
+                    raise TimeoutError(f"job still {exp['status']} after 75 s")
                 time.sleep(0.2)
             exp["post_to_finished_seconds"] = time.perf_counter() - t1
             hist = httpx.get(f"{stack.url}/experiments/{exp_id}/history", timeout=30).json()
