@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-unit lint format lock bench clean
+.PHONY: install run test test-fast test-unit lint format lock bench gpu-check clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ lock:
 
 bench: $(STAMP)
 	$(BIN)/labq bench
+
+# The GPU leg: builds here the wheelhouse .whl/ (CPython 3.12, manylinux x86_64: what the GPU
+# machine lacks) and .gpu-data/ (MNIST, compressed), runs scripts/gpu_check.sh here (no GPU: it
+# says so and exits 0), and prints the one command to run there with .whl and .gpu-data carried.
+gpu-check: $(STAMP)
+	bash scripts/gpu_wheelhouse.sh
+	bash scripts/gpu_check.sh
+	@echo "On the GPU machine, from the repository root, with .whl and .gpu-data carried:"
+	@echo "  bash scripts/gpu_check.sh"
 
 # Build outputs only: the data directory (runs, tokens, queued jobs) is never deleted here.
 clean:

@@ -1,5 +1,6 @@
 """Side-by-side training benchmark: the notebook's `model.fit` code and labq's engine, same specs,
-same process, same machine. Imported by `labq bench` only (it imports TensorFlow).
+same process, same machine, same Keras backend (KERAS_BACKEND: TensorFlow or JAX, set by
+`labq bench --backend` before this module is imported; it imports that backend).
 
 Per case and seed: both wall times (model build to trained model; the engine's time also covers its
 per-epoch gradient probe and the final test evaluation, work the notebook does not do), both final
@@ -55,11 +56,26 @@ class Row:
     jit: bool
 
 
+def backend() -> str:
+    """The Keras backend this bench process trains on (KERAS_BACKEND, set by `labq bench`)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def setup_device(gpu: bool) -> str:
-    """Before TensorFlow is imported: hide GPUs unless asked for; with --gpu, require one."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Before the backend is imported: hide GPUs unless asked for; with --gpu, require one."""
     if not gpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    if backend() == "jax":
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if not gpu:
+            os.environ["JAX_PLATFORMS"] = "cpu"
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if gpu and not gpus:
+            raise RuntimeError("--gpu: JAX sees no GPU on this machine")
+        return f"GPU 0: {gpus[0].device_kind}" if gpus else "CPU"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # each case's new model retraces; that is expected here
@@ -75,17 +91,31 @@ def setup_device(gpu: bool) -> str:
 
 
 def matmul_gflops(seconds: float = 1.0, n: int = 2048) -> float:
-    """Sustained float32 matmul rate of this device, in GFLOP/s (TensorFlow, n x n by n x n)."""
+    """Sustained float32 matmul rate of this device, in GFLOP/s (n x n by n x n, on the bench's
+    backend)."""
+    if backend() == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.uniform(jax.random.key(0), (n, n))
+        b = jax.random.uniform(jax.random.key(1), (n, n))
+        mm = jax.jit(lambda a, b: jnp.sum(a @ b))
+        float(mm(a, b))
+        runs, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            float(mm(a, b))
+            runs += 1
+        return 2 * n**3 * runs / (time.perf_counter() - t0) / 1e9
     import tensorflow as tf
 
     with tf.device("/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"):
         a = tf.random.uniform((n, n))
         b = tf.random.uniform((n, n))
-        mm = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-        float(mm(a, b))
+        tmm = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        float(tmm(a, b))
         runs, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            float(mm(a, b))
+            float(tmm(a, b))
             runs += 1
         elapsed = time.perf_counter() - t0
     return 2 * n**3 * runs / elapsed / 1e9
@@ -98,7 +128,7 @@ def load_data():
     return load_mnist(get_settings().data_dir / "datasets")
 
 
-def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
+def run_case(name: str, body: dict, seed: int, data, gflops: float, notebook: bool = True) -> Row:
     from bench.notebook import train_notebook
     from core.spec import estimate_flops
     from worker.engine.steps import resident, use_jit
@@ -106,7 +136,8 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
 
     spec = ExperimentSpec.model_validate({**body, "seed": seed})
     resident(data)  # once per worker process, as in labq's worker: not part of a job's time
-    nb = train_notebook(spec, data)
+    nb = train_notebook(spec, data) if notebook else None  # None: labq's engine alone
+    nb_seconds = nb.seconds if nb else float("nan")
     t0 = time.perf_counter()
     result = train(spec, data, on_epoch=lambda report: False)
     engine_seconds = time.perf_counter() - t0
@@ -118,10 +149,10 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
         architecture=spec.name,
         batch_size=spec.batch_size,
         epochs=ran,
-        notebook_seconds=nb.seconds,
+        notebook_seconds=nb_seconds,
         engine_seconds=engine_seconds,
-        speedup=nb.seconds / engine_seconds,
-        notebook_val_accuracy=nb.val_accuracy,
+        speedup=nb_seconds / engine_seconds,
+        notebook_val_accuracy=nb.val_accuracy if nb else float("nan"),
         engine_val_accuracy=result.epochs[-1].val_accuracy or 0.0,
         floor_seconds=floor,
         engine_over_floor=engine_seconds / floor,
@@ -129,10 +160,11 @@ def run_case(name: str, body: dict, seed: int, data, gflops: float) -> Row:
     )
 
 
-def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None) -> dict:
+def run(
+    cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None, notebook: bool = True
+) -> dict:
     device = setup_device(gpu)
     import keras
-    import tensorflow as tf
 
     table = QUICK if quick else CASES
     data = load_data()
@@ -140,16 +172,18 @@ def run(cases: list[str], seeds: list[int], quick: bool, gpu: bool, on_row=None)
     rows = []
     for name in cases:
         for seed in seeds:
-            row = run_case(name, table[name], seed, data, gflops)
+            row = run_case(name, table[name], seed, data, gflops, notebook)
             rows.append(row)
             if on_row:
                 on_row(row)
             keras.backend.clear_session()
+    framework = __import__("jax" if backend() == "jax" else "tensorflow")
     return {
         "device": device,
+        "backend": backend(),
         "matmul_gflops": gflops,
         "quick": quick,
-        "tensorflow": tf.__version__,
+        backend(): framework.__version__,
         "keras": keras.__version__,
         "jit": Settings().jit,
         "rows": [asdict(r) for r in rows],

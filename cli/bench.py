@@ -22,7 +22,8 @@ CASE_NAMES = ["b128", "lab12", "b1", "b10000"]
 
 def _train_table(report: dict) -> Table:
     t = Table(
-        title=f"notebook model.fit vs labq engine on {report['device']} "
+        title=f"notebook model.fit vs labq engine on {report['device']}, "
+        f"Keras on {report.get('backend', 'tensorflow')} "
         f"(matmul {report['matmul_gflops']:.0f} GFLOP/s, jit={report['jit']})"
     )
     for col in (
@@ -74,6 +75,21 @@ def bench(
         bool, typer.Option(help="train on GPU 0 (both ways); fails if there is none")
     ] = False,
     jit: Annotated[str, typer.Option(help="engine XLA: auto (labq's rule), on or off")] = "auto",
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Keras backend: tensorflow, jax or both (default: LABQ_BACKEND)"),
+    ] = None,
+    notebook: Annotated[
+        bool,
+        typer.Option(help="also train each case the notebook's way (--no-notebook: labq only)"),
+    ] = True,
+    pairs: Annotated[
+        int,
+        typer.Option(
+            help="run each case N times per backend, backends alternating, each run a fresh "
+            "process; report median and range (seeds 1..N; --seeds is ignored)"
+        ),
+    ] = 1,
     service: Annotated[
         bool,
         typer.Option(
@@ -131,6 +147,29 @@ def bench(
             console.print("[red]--jit: auto, on or off")
             raise typer.Exit(2)
         os.environ["LABQ_JIT"] = jit
+        from core.settings import Settings
+
+        chosen = backend or Settings().backend
+        if chosen not in ("tensorflow", "jax", "both"):
+            console.print("[red]--backend: tensorflow, jax or both")
+            raise typer.Exit(2)
+        backends = ["tensorflow", "jax"] if chosen == "both" else [chosen]
+        if pairs > 1 or len(backends) > 1:
+            from bench.pairs import pairs_table, run_pairs
+
+            try:
+                report = run_pairs(
+                    backends, names, max(1, pairs), quick, gpu, notebook, log=console.print
+                )
+            except RuntimeError as exc:
+                console.print(f"[red]{exc}")
+                raise typer.Exit(1) from None
+            console.print(pairs_table(report))
+            if json_out:
+                json_out.write_text(json.dumps(report, indent=2))
+                console.print(f"figures written to {json_out}")
+            return
+        os.environ["KERAS_BACKEND"] = chosen  # before bench.training imports Keras
         from bench.training import run
 
         def progress(row) -> None:
@@ -140,7 +179,7 @@ def bench(
             )
 
         try:
-            report = run(names, seed_list or [1], quick, gpu, on_row=progress)
+            report = run(names, seed_list or [1], quick, gpu, on_row=progress, notebook=notebook)
         except RuntimeError as exc:
             console.print(f"[red]{exc}")
             raise typer.Exit(1) from None

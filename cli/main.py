@@ -57,9 +57,19 @@ def api():
 def worker(
     gpu: Annotated[int | None, typer.Option(help="pin this worker to GPU N")] = None,
     concurrency: Annotated[int, typer.Option(help="pool processes")] = 1,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Keras backend: tensorflow or jax (default: LABQ_BACKEND)"),
+    ] = None,
 ):
-    """Run a Celery worker (one per GPU; TensorFlow is imported in its child processes only)."""
+    """Run a Celery worker (one per GPU; Keras and its backend are imported in its child processes
+    only)."""
     privacy.private_umask()
+    if backend is not None:
+        if backend not in ("tensorflow", "jax"):
+            typer.secho("--backend: tensorflow or jax", fg="red", err=True)
+            raise typer.Exit(2)
+        os.environ["LABQ_BACKEND"] = backend  # read by the pool children (worker.runtime)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     from worker.celery_app import app as celery_app

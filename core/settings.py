@@ -148,8 +148,14 @@ class Settings(BaseSettings):
 
     # SQLite: how long a write waits for a lock before failing (the worker then retries).
     sqlite_busy_ms: int = Field(30000, ge=0, validation_alias=AliasChoices("LABQ_SQLITE_BUSY_MS"))
-    # The training engine's XLA switch: auto (off, the measured faster choice), on, off.
+    # The training engine's XLA switch (TensorFlow backend): auto (off, the measured faster
+    # choice), on, off. The JAX backend always compiles its loops with XLA.
     jit: Literal["auto", "on", "off"] = Field("auto", validation_alias=AliasChoices("LABQ_JIT"))
+    # The worker's Keras backend (KERAS_BACKEND in its pool children); BENCHMARKS.md says why
+    # this default.
+    backend: Literal["tensorflow", "jax"] = Field(
+        "tensorflow", validation_alias=AliasChoices("LABQ_BACKEND")
+    )
 
     # The CLI's client commands: where the API is (default http://LABQ_HOST:LABQ_PORT), and the
     # bearer token they send.

@@ -10,7 +10,8 @@ tf = pytest.importorskip("tensorflow")
 
 from bench.notebook import train_notebook  # noqa: E402
 from worker.engine.data import Mnist, load_mnist  # noqa: E402
-from worker.engine.steps import Steps, use_jit  # noqa: E402
+from worker.engine.steps import use_jit  # noqa: E402
+from worker.engine.steps_tf import BackendSteps as Steps  # noqa: E402
 from worker.engine.train import train  # noqa: E402
 
 pytestmark = pytest.mark.tf  # trains with TensorFlow in this process

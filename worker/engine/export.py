@@ -7,10 +7,10 @@ same model whose test accuracy the run records.
 
 import os
 import tempfile
+from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from core import evaluation
 from core.dense_net import DenseLayer, DenseNet
@@ -38,7 +38,7 @@ def dense_net(model: keras.Model) -> DenseNet:
     return DenseNet(tuple(layers))
 
 
-def probabilities(model: keras.Model, x: tf.Tensor) -> np.ndarray:
+def probabilities(model: keras.Model, x: Any) -> np.ndarray:
     n = int(x.shape[0])
     parts = [
         np.asarray(model(x[a : a + PREDICT_CHUNK], training=False), np.float64)
@@ -49,8 +49,8 @@ def probabilities(model: keras.Model, x: tf.Tensor) -> np.ndarray:
 
 def export(
     model: keras.Model,
-    test: tuple[tf.Tensor, np.ndarray, np.ndarray],
-    holdout: tuple[tf.Tensor, np.ndarray] | None,
+    test: tuple[Any, np.ndarray, np.ndarray],
+    holdout: tuple[Any, np.ndarray] | None,
     restored: bool,
     best_epoch: int | None,
 ) -> ModelExport:

@@ -5,6 +5,14 @@ from keras import layers, regularizers
 
 from core.spec import ExperimentSpec
 
+if keras.backend.backend() != "tensorflow":
+    # Keras probes for TensorFlow on every backend (to seed it in set_random_seed, to recognise its
+    # shapes when saving a model) and imports it whenever it is installed: seconds per process,
+    # and a machine with JAX alone has none. On another backend, labq tells Keras it is absent.
+    from keras.src.utils import module_utils
+
+    module_utils.tensorflow._available = False
+
 
 def build_model(spec: ExperimentSpec) -> keras.Model:
     model = keras.Sequential(name="labq")

@@ -1,25 +1,26 @@
-"""The engine's fast path: MNIST resident as tensors, many training steps per host call.
+"""The engine's fast path, whichever Keras backend runs it: MNIST resident on the device, many
+training steps per host call, evaluation in large chunks.
 
-What `model.fit` on numpy arrays spends its time on, besides the arithmetic: a tf.data pipeline
-per fit, a Python round trip per batch, validation at the training batch size (10,000 round trips
-per epoch at batch 1). Here the images live on the device as float32 tensors built once per
-process, each epoch's shuffle is one index permutation, a compiled function runs a whole run of
-steps (gather a batch, forward, backward, optimizer update, running loss and accuracy) inside one
-`tf.while_loop`, and evaluation runs in large chunks. The step is the same one Keras runs in
-`fit`: loss = sparse categorical cross-entropy + the layers' L2 penalties, gradients of that, the
-spec's optimizer; epoch loss and accuracy are sample-weighted means over the epoch's batches.
+What `model.fit` on numpy arrays spends its time on, besides the arithmetic: a data pipeline per
+fit, a Python round trip per batch, validation at the training batch size (10,000 round trips per
+epoch at batch 1). Here the images live on the device as float32 arrays built once per process,
+each epoch's shuffle is one index permutation, a compiled function runs a whole run of steps
+(gather a batch, forward, backward, optimizer update, running loss and accuracy), and evaluation
+runs in large chunks. The step is the one Keras runs in `fit`: loss = sparse categorical
+cross-entropy + the layers' L2 penalties, gradients of that, the spec's optimizer; epoch loss and
+accuracy are sample-weighted means over the epoch's batches.
 
-XLA (`jit_compile`) compiles the loop into one program. That removes the per-op dispatch cost that
-dominates small batches, but compiling takes seconds per model, so `use_jit` turns it on only where
-the measured saving is larger than the compile time; on this 2-core CPU that is nowhere yet, so
-it is opt-in (LABQ_JIT=on; see BENCHMARKS.md).
+Each backend has its own small file with the compiled functions (`steps_tf.py`: `tf.function`
+loops; `steps_jax.py`: `jax.jit` of Keras's stateless calls, a run of steps as one
+`lax.fori_loop`). Both offer the interface of `Steps` below; train.py uses nothing else.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from core.settings import Settings
 from core.spec import ExperimentSpec
@@ -30,44 +31,54 @@ EVAL_CHUNK = 5000  # images per evaluation call
 
 @dataclass(frozen=True)
 class Resident:
-    """MNIST as device tensors with the lab's preprocessing (pixels / 255 as float32)."""
+    """MNIST as device arrays with the lab's preprocessing (pixels / 255 as float32)."""
 
-    x_train: tf.Tensor  # (60000, 28, 28) float32
-    y_train: tf.Tensor  # (60000,) int32
-    x_test: tf.Tensor
-    y_test: tf.Tensor
+    x_train: Any  # (60000, 28, 28) float32, a backend tensor
+    y_train: Any  # (60000,) int32
+    x_test: Any
+    y_test: Any
+
+
+def backend() -> str:
+    """The Keras backend of this process ("tensorflow" or "jax"), fixed when keras was imported."""
+    return str(keras.backend.backend())
+
+
+def _impl():
+    if backend() == "jax":
+        from worker.engine import steps_jax
+
+        return steps_jax
+    from worker.engine import steps_tf
+
+    return steps_tf
 
 
 _resident: dict[int, tuple[Mnist, Resident]] = {}
 
 
-def device_name() -> str:
-    return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
-
-
 def resident(data: Mnist) -> Resident:
-    """Tensors for `data`, built on its first use in this process and kept while `data` lives."""
+    """Device arrays for `data`, built on its first use in this process, kept while `data` lives."""
     hit = _resident.get(id(data))
     if hit is not None and hit[0] is data:
         return hit[1]
-    with tf.device(device_name()):
-
-        def put(a: np.ndarray) -> tf.Tensor:
-            return tf.identity(tf.convert_to_tensor(a))
-
-        r = Resident(
-            put(data.x_train.astype(np.float32) / 255.0),
-            put(data.y_train.astype(np.int32)),
-            put(data.x_test.astype(np.float32) / 255.0),
-            put(data.y_test.astype(np.int32)),
-        )
+    put: Callable[[np.ndarray], Any] = _impl().put
+    r = Resident(
+        put(data.x_train.astype(np.float32) / 255.0),
+        put(data.y_train.astype(np.int32)),
+        put(data.x_test.astype(np.float32) / 255.0),
+        put(data.y_test.astype(np.int32)),
+    )
     _resident.clear()
     _resident[id(data)] = (data, r)
     return r
 
 
 def use_jit(spec: ExperimentSpec) -> bool:
-    """LABQ_JIT=on|off forces it; "auto" (the default) is off, the measured faster choice here."""
+    """Whether the step loop is compiled by XLA. JAX: always (that is how JAX runs). TensorFlow:
+    LABQ_JIT=on|off forces it; "auto" (the default) is off, the measured faster choice here."""
+    if backend() == "jax":
+        return True
     forced = Settings().jit  # read per job, not cached: the bench switches it between runs
     if forced != "auto":
         return forced == "on"
@@ -77,63 +88,56 @@ def use_jit(spec: ExperimentSpec) -> bool:
 
 
 class Steps:
-    """Compiled train / evaluate functions bound to one compiled Keras model."""
+    """Compiled train / evaluate functions bound to one compiled Keras model (the interface).
 
-    def __init__(self, model: keras.Model, jit: bool):
-        self.model, self.jit = model, jit
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        self.train_rows = tf.function(self._train_rows, jit_compile=jit)
-        # The epoch's last, smaller batch: one call per epoch, not worth a second XLA compile.
-        self.train_batch = tf.function(self._train_batch)
-        self.eval_batch = tf.function(self._eval_batch, reduce_retracing=True)
+    An epoch is `begin_epoch()`, `rows(order)`, `train_rows(...)` over runs of batches (the caller
+    may stop between runs), `train_batch(...)` for the last smaller batch, then `end_epoch()`,
+    after which the Keras model's variables hold the trained state (callbacks, checkpoints and the
+    export read them there). `evaluate` and `grad_norms` read the model's current variables.
+    """
 
-    def _loss(self, y, probs):
-        loss = self.loss_fn(y, probs)
-        penalties = self.model.losses
-        if penalties:
-            loss = loss + tf.add_n(penalties)
-        return loss
+    model: keras.Model
+    jit: bool
 
-    def _step(self, x, y):
-        model = self.model
-        with tf.GradientTape() as tape:
-            probs = model(x, training=True)
-            loss = self._loss(y, probs)
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply(grads, model.trainable_variables)
-        n = tf.cast(tf.shape(y)[0], tf.float32)
-        hits = tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y), tf.float32)
-        return loss * n, tf.reduce_sum(hits)
+    def begin_epoch(self) -> None: ...
 
-    def _train_rows(self, x, y, rows, start, stop):
-        """Steps `start`..`stop`-1 of an epoch; row i of `rows` holds batch i's image indices."""
-        loss_sum, hit_sum = tf.constant(0.0), tf.constant(0.0)
-        for i in tf.range(start, stop):
-            idx = rows[i]
-            loss, hits = self._step(tf.gather(x, idx), tf.gather(y, idx))
-            loss_sum += loss
-            hit_sum += hits
-        return loss_sum, hit_sum
+    def end_epoch(self) -> None: ...
 
-    def _train_batch(self, x, y, idx):
-        return self._step(tf.gather(x, idx), tf.gather(y, idx))
+    def rows(self, index_rows: np.ndarray) -> Any:
+        raise NotImplementedError
 
-    def _eval_batch(self, x, y):
-        probs = self.model(x, training=False)
-        loss = self._loss(y, probs)
-        n = tf.cast(tf.shape(y)[0], tf.float32)
-        hits = tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y), tf.float32)
-        return loss * n, tf.reduce_sum(hits)
+    def train_rows(self, x: Any, y: Any, rows: Any, start: int, stop: int) -> tuple[float, float]:
+        """Steps `start`..`stop`-1; row i of `rows` holds batch i's image indices. Returns the
+        sample-weighted loss sum and the hit count."""
+        raise NotImplementedError
 
-    def evaluate(self, x: tf.Tensor, y: tf.Tensor, start: int, stop: int) -> tuple[float, float]:
+    def train_batch(self, x: Any, y: Any, idx: np.ndarray) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def eval_chunk(self, x: Any, y: Any) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def grad_norms(self, x: Any, y: Any) -> dict[str, float]:
+        """Per Dense layer: the norm of the cross-entropy's gradient (no penalties, inference
+        mode) with respect to its kernel, on the images x."""
+        raise NotImplementedError
+
+    def evaluate(self, x: Any, y: Any, start: int, stop: int) -> tuple[float, float]:
         """Mean loss and accuracy over images start..stop-1, in chunks of EVAL_CHUNK."""
         loss_sum = hit_sum = 0.0
         for a in range(start, stop, EVAL_CHUNK):
             b = min(a + EVAL_CHUNK, stop)
-            loss, hits = self.eval_batch(x[a:b], y[a:b])
-            loss_sum += float(loss)
-            hit_sum += float(hits)
+            loss, hits = self.eval_chunk(x[a:b], y[a:b])
+            loss_sum += loss
+            hit_sum += hits
         n = stop - start
         return loss_sum / n, hit_sum / n
+
+
+def make_steps(model: keras.Model, jit: bool) -> Steps:
+    steps: Steps = _impl().BackendSteps(model, jit)
+    return steps
+
+
+def dense_layers(model: keras.Model) -> list:
+    return [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]

@@ -1,7 +1,8 @@
 """Train one spec on in-memory MNIST, reporting each epoch as it ends.
 
 Read top to bottom: build and compile the model, run the epochs with the compiled steps of
-worker.engine.steps (data resident as tensors, many steps per host call, large-batch validation),
+worker.engine.steps (data resident on the device, many steps per host call, large-batch
+validation; TensorFlow or JAX, whichever backend Keras was imported with),
 drive the spec's Keras callbacks plus labq's own (epoch report, gradient probe, divergence stop)
 once per epoch exactly as `fit` would, evaluate on the test set once, and hand back everything the
 worker stores. bench.notebook holds the plain `model.fit` way, the benchmark's baseline.
@@ -14,14 +15,13 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from core.model_artifacts import ModelExport
 from core.spec import ExperimentSpec, Holdout
 from worker.engine.data import Mnist
 from worker.engine.export import export
 from worker.engine.model import build_model, build_optimizer, layer_table, spec_callbacks
-from worker.engine.steps import Steps, resident, use_jit
+from worker.engine.steps import Steps, make_steps, resident, use_jit
 
 PROBE_SIZE = 512  # fixed batch of training images for per-layer gradient norms
 FILTER_COLUMNS = 100  # first-layer kernel columns kept for filters.png
@@ -74,33 +74,17 @@ class _Reporter(keras.callbacks.Callback):
     def __init__(
         self,
         result: RunResult,
-        probe: tuple[tf.Tensor, tf.Tensor],
+        steps: Steps,
+        probe: tuple,
         on_epoch: Callable[[EpochReport], bool],
         first_epoch: int,
     ):
         super().__init__()
-        self.result, self.probe, self.on_epoch, self.first_epoch = (
-            result,
-            probe,
-            on_epoch,
-            first_epoch,
-        )
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        self.result, self.steps, self.probe = result, steps, probe
+        self.on_epoch, self.first_epoch = on_epoch, first_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.perf_counter()
-
-    def grad_norms(self) -> dict[str, float]:
-        x, y = self.probe
-        dense = [lyr for lyr in self.model.layers if isinstance(lyr, keras.layers.Dense)]
-        with tf.GradientTape() as tape:
-            loss = self.loss_fn(y, self.model(x, training=False))
-        grads = tape.gradient(loss, [lyr.kernel for lyr in dense])
-        return {
-            lyr.name: float(tf.norm(g))
-            for lyr, g in zip(dense, grads, strict=False)
-            if g is not None
-        }
 
     def on_epoch_end(self, epoch, logs=None):
         if self.result.stopped == "cancelled":
@@ -115,7 +99,7 @@ class _Reporter(keras.callbacks.Callback):
             val_accuracy=_finite(logs.get("val_accuracy")),
             learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             seconds=seconds,
-            grad_norms=self.grad_norms(),
+            grad_norms=self.steps.grad_norms(*self.probe),
         )
         self.result.epochs.append(report)
         if report.loss is None:
@@ -154,7 +138,7 @@ def train(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    steps = Steps(model, jit=use_jit(spec))
+    steps = make_steps(model, jit=use_jit(spec))
     result = RunResult(
         layers=layer_table(model),
         params=int(model.count_params()),
@@ -172,7 +156,7 @@ def train(
     n_fit = spec.n_fit
     x, y = data_t.x_train, data_t.y_train
     probe = (x[: min(PROBE_SIZE, n_fit)], y[: min(PROBE_SIZE, n_fit)])
-    reporter = _Reporter(result, probe, on_epoch, 1)
+    reporter = _Reporter(result, steps, probe, on_epoch, 1)
     reporter.checkpoint = checkpoint
     callbacks: list[keras.callbacks.Callback] = [reporter]
     callbacks += spec_callbacks(spec)
@@ -241,21 +225,21 @@ def _run_epochs(
     for epoch in range(initial_epoch, spec.epochs):
         cb.on_epoch_begin(epoch)
         order = np.random.default_rng([spec.seed, epoch]).permutation(n_fit).astype(np.int32)
-        rows = tf.constant(order[: full * bs].reshape(full, bs))
+        rows = steps.rows(order[: full * bs].reshape(full, bs))
         loss_sum = hit_sum = 0.0
+        steps.begin_epoch()
         for start in range(0, full, chunk):
-            loss, hits = steps.train_rows(
-                x, y, rows, tf.constant(start), tf.constant(min(start + chunk, full))
-            )
-            loss_sum, hit_sum = loss_sum + float(loss), hit_sum + float(hits)
+            loss, hits = steps.train_rows(x, y, rows, start, min(start + chunk, full))
+            loss_sum, hit_sum = loss_sum + loss, hit_sum + hits
             if should_stop is not None and should_stop():
                 result.stopped = "cancelled"  # inside the epoch: it is not reported
                 break
+        if result.stopped != "cancelled" and full * bs < n_fit:
+            loss, hits = steps.train_batch(x, y, order[full * bs :])
+            loss_sum, hit_sum = loss_sum + loss, hit_sum + hits
+        steps.end_epoch()  # the model's variables now hold the trained state
         if result.stopped == "cancelled":
             break
-        if full * bs < n_fit:
-            loss, hits = steps.train_batch(x, y, tf.constant(order[full * bs :]))
-            loss_sum, hit_sum = loss_sum + float(loss), hit_sum + float(hits)
         val_loss, val_acc = steps.evaluate(*val)
         logs = {
             "loss": loss_sum / n_fit,

@@ -1,0 +1,148 @@
+"""The JAX backend's compiled steps (see worker.engine.steps for the why).
+
+JAX functions are pure, so the model's state travels as arrays: `model.stateless_call` runs the
+Keras model on given variable values (returning the dropout layers' updated seed state and the
+L2 penalties), `optimizer.stateless_apply` the spec's optimizer. A run of steps is one
+`lax.fori_loop` inside one `jax.jit` (start and stop are traced, so every run of an epoch, of
+every epoch, uses the same compiled program). The state is read from the Keras variables when an
+epoch begins (so a resumed checkpoint, ReduceLROnPlateau's new learning rate or EarlyStopping's
+restored weights are seen) and written back when it ends (so callbacks, checkpoints and the
+export see the trained model). Nothing here imports TensorFlow.
+"""
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from worker.engine.steps import Steps, dense_layers
+
+
+def put(a: np.ndarray) -> jax.Array:
+    return jax.device_put(a)
+
+
+def _values(variables) -> list[jax.Array]:
+    return [v.value for v in variables]
+
+
+class BackendSteps(Steps):
+    def __init__(self, model: keras.Model, jit: bool):
+        self.model, self.jit = model, True
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        opt = model.optimizer
+        if not opt.built:
+            opt.build(model.trainable_variables)
+        kernels = {id(lyr.kernel) for lyr in dense_layers(model)}
+        self._kernel_at = [i for i, v in enumerate(model.trainable_variables) if id(v) in kernels]
+        self.state: tuple | None = None
+
+        def loss_and_out(tv, ntv, x, y):
+            probs, ntv, penalties = model.stateless_call(
+                tv, ntv, x, training=True, return_losses=True
+            )
+            loss = self.loss_fn(y, probs)
+            for p in penalties:
+                loss = loss + p
+            return loss, (probs, ntv)
+
+        grad_fn = jax.value_and_grad(loss_and_out, has_aux=True)
+
+        def step(state, x, y):
+            tv, ntv, ov = state
+            (loss, (probs, ntv)), grads = grad_fn(tv, ntv, x, y)
+            tv, ov = opt.stateless_apply(ov, grads, tv)
+            n = jnp.float32(y.shape[0])
+            hits = jnp.sum(jnp.argmax(probs, axis=1).astype(jnp.int32) == y, dtype=jnp.float32)
+            return (tv, ntv, ov), loss * n, hits
+
+        def rows_fn(state, x, y, rows, start, stop):
+            def body(i, carry):
+                state, loss_sum, hit_sum = carry
+                idx = rows[i]
+                state, loss, hits = step(state, x[idx], y[idx])
+                return state, loss_sum + loss, hit_sum + hits
+
+            zero = jnp.float32(0.0)
+            return jax.lax.fori_loop(start, stop, body, (state, zero, zero))
+
+        def batch_fn(state, x, y, idx):
+            return step(state, x[idx], y[idx])
+
+        def eval_fn(tv, ntv, x, y):
+            probs, _, penalties = model.stateless_call(
+                tv, ntv, x, training=False, return_losses=True
+            )
+            loss = self.loss_fn(y, probs)
+            for p in penalties:
+                loss = loss + p
+            n = jnp.float32(y.shape[0])
+            hits = jnp.sum(jnp.argmax(probs, axis=1).astype(jnp.int32) == y, dtype=jnp.float32)
+            return loss * n, hits
+
+        def grads_fn(tv, ntv, x, y):
+            def ce(tv):
+                probs, _ = model.stateless_call(tv, ntv, x, training=False)
+                return self.loss_fn(y, probs)
+
+            grads = jax.grad(ce)(tv)
+            return [jnp.linalg.norm(grads[i]) for i in self._kernel_at]
+
+        self._rows = jax.jit(rows_fn)
+        self._batch = jax.jit(batch_fn)
+        self._eval = jax.jit(eval_fn)
+        self._grads = jax.jit(grads_fn)
+
+    def _read(self) -> tuple:
+        m = self.model
+        return (
+            _values(m.trainable_variables),
+            _values(m.non_trainable_variables),
+            _values(m.optimizer.variables),
+        )
+
+    def begin_epoch(self) -> None:
+        self.state = self._read()
+
+    def end_epoch(self) -> None:
+        if self.state is None:
+            return
+        tv, ntv, ov = self.state
+        m = self.model
+        for group, values in (
+            (m.trainable_variables, tv),
+            (m.non_trainable_variables, ntv),
+            (m.optimizer.variables, ov),
+        ):
+            for var, value in zip(group, values, strict=True):
+                var.assign(value)
+        self.state = None
+
+    def rows(self, index_rows: np.ndarray) -> jax.Array:
+        return jax.device_put(index_rows)
+
+    def train_rows(self, x, y, rows, start: int, stop: int) -> tuple[float, float]:
+        assert self.state is not None, "begin_epoch() first"
+        self.state, loss, hits = self._rows(
+            self.state, x, y, rows, jnp.int32(start), jnp.int32(stop)
+        )
+        return float(loss), float(hits)
+
+    def train_batch(self, x, y, idx: np.ndarray) -> tuple[float, float]:
+        assert self.state is not None, "begin_epoch() first"
+        self.state, loss, hits = self._batch(self.state, x, y, jax.device_put(idx))
+        return float(loss), float(hits)
+
+    def eval_chunk(self, x, y) -> tuple[float, float]:
+        m = self.model
+        loss, hits = self._eval(
+            _values(m.trainable_variables), _values(m.non_trainable_variables), x, y
+        )
+        return float(loss), float(hits)
+
+    def grad_norms(self, x, y) -> dict[str, float]:
+        m = self.model
+        norms = self._grads(
+            _values(m.trainable_variables), _values(m.non_trainable_variables), x, y
+        )
+        return {lyr.name: float(n) for lyr, n in zip(dense_layers(m), norms, strict=True)}
