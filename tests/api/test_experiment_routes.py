@@ -59,14 +59,13 @@ def test_bad_json_unknown_ids_and_oversized_bodies(client):
         ).status_code
         == 422
     )
-    assert (
-        client.post(
-            "/experiments",
-            content=b"x" * 2_000_000,
-            headers={"content-type": "application/json"},
-        ).status_code
-        == 413
-    )
+    for path in ["/experiments", "/experiments/1/predict"]:  # declared length: JSON error body
+        declared = client.post(
+            path, content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+        )
+        assert declared.status_code == 413, path
+        assert declared.headers["content-type"] == "application/json"
+        assert "LABQ_MAX_BODY_BYTES" in declared.json()["message"]
 
     def chunks():  # no Content-Length: the cap applies to what is streamed
         for _ in range(40):
