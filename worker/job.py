@@ -16,8 +16,6 @@ after job without training an epoch stops taking jobs (worker.breaker).
 import contextlib
 import io
 import logging
-import os
-import socket
 import time
 import traceback
 
@@ -41,16 +39,11 @@ from worker.lease import (
     transient,
     truncate_if_ours,
     update_if_ours,
+    worker_name,
 )
 from worker.runtime import WorkerEnvironmentError
 
 log = logging.getLogger("labq.job")
-
-
-def worker_name() -> str:
-    """`host:pid` of the process that trains (a pool child, not the Celery parent): the reaper
-    expires at once the lease of a job whose process on this host is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 _breaker: Breaker | None = None
