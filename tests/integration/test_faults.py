@@ -325,12 +325,11 @@ def _redis(port: int, data_dir) -> subprocess.Popen:
     raise RuntimeError("redis did not start")
 
 
-@pytest.mark.parametrize("leg", LEGS)
-def test_redis_restarted_mid_job(leg, tmp_path_factory, pg_admin_url):
+def test_redis_restarted_mid_job(tmp_path_factory):
     """Guarantee: a broker that dies and comes back loses nothing: the running job completes,
-    a job submitted while it was down is accepted at once and runs when it is back."""
-    if leg == "distributed":
-        return _redis_restarted_distributed(tmp_path_factory, pg_admin_url)
+    a job submitted while it was down is accepted at once and runs when it is back. (On the
+    distributed leg the same fault, with the same checks, is part of test_chaos.py, which keeps
+    the suite from starting one more stack for it.)"""
     port = free_port()
     rdir = tmp_path_factory.mktemp("redis-restart")
     redis_proc = _redis(port, rdir)
@@ -378,49 +377,3 @@ def test_redis_restarted_mid_job(leg, tmp_path_factory, pg_admin_url):
         stack.stop()
         redis_proc.kill()
         redis_proc.wait()
-
-
-def _redis_restarted_distributed(tmp_path_factory, pg_admin_url) -> None:
-    """The same on the distributed leg: its Redis server is SIGKILLed while a worker trains (held
-    in epoch 2, so the kill lands mid-job), and started again on its append-only file."""
-    stack = make_distributed(
-        tmp_path_factory,
-        pg_admin_url,
-        extra_env={"LABQ_LEASE_SECONDS": "6", "LABQ_TEST_HOLD_IN_EPOCH": "through-restart:2"},
-    )
-    stack.start()
-    try:
-        exp_id = stack.submit(
-            {
-                "name": "through-restart",
-                "layers": [{"units": 64}],
-                "epochs": 6,
-                "batch_size": 128,
-                "train_samples": 2000,
-            }
-        )
-        stack.held(exp_id)
-        stack.kill_redis()
-        t0 = time.monotonic()
-        r = httpx.post(
-            f"{stack.url}/experiments",
-            json={
-                "name": "while-down",
-                "layers": [{"units": 16}],
-                "epochs": 1,
-                "train_samples": 1000,
-            },
-        )
-        assert time.monotonic() - t0 < 8  # fails fast instead of hanging
-        assert r.status_code == 202 and "broker unavailable" in r.json()["warning"]
-        while_down = r.json()["id"]
-        stack.release(exp_id)  # it trains on and records its epochs while Redis is down
-        stack.wait(exp_id, until=lambda e: e["epochs_done"] >= 3)
-        stack.start_redis()
-        done = stack.wait(exp_id, timeout=300)
-        assert done["status"] == "succeeded" and done["attempt"] == 1, done
-        assert [e for e, _ in stack.epoch_attempts(exp_id)] == list(range(1, 7))
-        later = stack.wait(while_down, timeout=180)
-        assert later["status"] == "succeeded" and later["attempt"] == 1
-    finally:
-        stack.stop()
