@@ -14,13 +14,14 @@ import os
 from datetime import timedelta
 
 import redis
+from sqlalchemy import update
 
-from core.constants import FAILED
+from core.constants import FAILED, RUNNING
 from core.queue import enqueue, spec_flops, unsent
 from core.settings import get_settings
 from db import repo, searches
-from db.models import utcnow
-from db.session import session_scope
+from db.models import Experiment, utcnow
+from db.session import rowcount, session_scope
 from worker.lease import local_pid
 
 log = logging.getLogger("labq.reaper")
@@ -92,8 +93,19 @@ def _expire_dead_local(session) -> None:
     or on another machine of the same name may run under a pid that is free here."""
     for exp in repo.running(session):
         pid = local_pid(exp.worker)
-        if pid is not None and not _pid_alive(pid):
-            log.warning("experiment %s: its worker process %s is gone; lease expired", exp.id, pid)
-            repo.update_experiment(
-                session, exp.id, lease_expires_at=utcnow() - timedelta(seconds=1)
+        if pid is None or _pid_alive(pid):
+            continue
+        # Only the run we saw: a claim that took the job over since (a new worker and attempt,
+        # a fresh lease) must keep its lease.
+        expired = session.execute(
+            update(Experiment)
+            .where(
+                Experiment.id == exp.id,
+                Experiment.status == RUNNING,
+                Experiment.attempt == exp.attempt,
+                Experiment.worker == exp.worker,
             )
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        if rowcount(expired):
+            log.warning("experiment %s: its worker process %s is gone; lease expired", exp.id, pid)

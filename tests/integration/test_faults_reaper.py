@@ -220,3 +220,28 @@ def test_dead_pid_rule_never_touches_another_hosts_job(env, monkeypatch):
     assert reap() == []
     with session_scope() as s:
         assert again not in repo.expired_leases(s)
+
+
+def test_a_dead_pid_never_expires_the_run_that_took_the_job_over(env, monkeypatch):
+    """The reaper read the job while its dead worker held it; before it expires the lease, a
+    new worker claims the job (new attempt, fresh lease). That run's lease stays: expiring it
+    would have the same pass fail the live run at the attempt cap (2 here), or have another
+    worker take it over again."""
+    from db import repo
+    from db.models import utcnow
+    from db.session import session_scope
+    from worker import lease, reaper
+
+    dead = f"{lease.host_identity()}:{_dead_pid()}"
+    lapsed = utcnow() - timedelta(seconds=5)
+    job = make_job(status=RUNNING, worker=dead, attempt=1, lease_expires_at=lapsed)
+    with session_scope() as s:
+        stale = repo.running(s)  # what the reaper read
+    with session_scope() as s:  # then a new worker claimed the job
+        assert repo.claim(s, job, f"{lease.host_identity()}:{lease.os.getpid()}", 600)
+    monkeypatch.setattr(reaper.repo, "running", lambda session: stale)
+    assert reaper.reap() == []
+    with session_scope() as s:
+        exp = repo.get(s, job)
+        assert (exp.status, exp.attempt, exp.error) == (RUNNING, 2, None)
+        assert job not in repo.expired_leases(s)
