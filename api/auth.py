@@ -16,8 +16,8 @@ token it sent, or without a token on loopback the implicit local admin. A viewer
 What other sites' pages may do through a browser (CORS, cross-site writes, Host names) is
 api.web_guards' part.
 A token's requests are rate limited (settings.rate_limit_per_minute, 429 with Retry-After) and the
-experiments it creates or retries count against settings.max_active_jobs_per_token
-(db.repo.acting_token). Tokens never appear in logs or error bodies.
+experiments it creates or retries count against settings.max_active_jobs_per_token (the routes
+pass the actor's token id to db.repo explicitly). Tokens never appear in logs or error bodies.
 """
 
 import dataclasses
@@ -153,11 +153,7 @@ class Authenticate:
                 f"user {actor.name!r} is a viewer: viewers read, they cannot change anything"
             )(scope, receive, send)
         scope[ACTOR] = actor
-        reset = repo.acting_token.set(actor.token_id)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            repo.acting_token.reset(reset)
+        await self.app(scope, receive, send)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Always answered; its details only for a caller who could read the rest of the API."""
@@ -202,4 +198,8 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(repo.QuotaExceeded)
     async def _quota(request: Request, exc: repo.QuotaExceeded) -> JSONResponse:
-        return _too_many(str(exc), JOBS_RETRY_AFTER)
+        retry_after = getattr(exc, "retry_after", JOBS_RETRY_AFTER)
+        if retry_after is None:  # waiting does not help: no Retry-After
+            message = str(exc)
+            return JSONResponse({"detail": message, "message": message}, status_code=429)
+        return _too_many(str(exc), retry_after)

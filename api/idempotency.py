@@ -24,9 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.contract import ErrorBody
+from api.deps import get_actor
 from core.settings import get_settings
 from db import idempotency as store
-from db import repo
 
 HEADER = "Idempotency-Key"
 # The one status a keyed POST adds to the contract's (api/contract.py).
@@ -74,7 +74,7 @@ async def idempotency(
         return None
     return Idempotency(
         key=idempotency_key,
-        owner=repo.acting_token.get() or 0,
+        owner=get_actor(request).token_id or 0,
         path=request.url.path,
         body_hash=_body_hash(await request.body()),
     )

@@ -35,7 +35,8 @@ class ExperimentPublic(BaseModel):
     queue_seconds: float | None
     build_seconds: float | None
     train_seconds: float | None
-    queue_position: int | None
+    queue_position: int | None  # 1-based place in the start order (db/scheduling.py)
+    priority: str  # low, normal or high
     epochs_done: int
     epochs_total: int
     train: Metrics
@@ -72,6 +73,7 @@ class ExperimentSummary(BaseModel):
     train_seconds: float | None
     params: int | None
     queue_position: int | None = None
+    priority: str = "normal"
     url: str
 
 

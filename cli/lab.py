@@ -32,7 +32,7 @@ def parse_sections(text: str | None) -> list[int]:
 
 
 def preset_for(presets: list[dict], section: int, batch1: str) -> dict | None:
-    options = [p for p in presets if p["section"] == section and p["runnable"]]
+    options = [p for p in presets if p["section"] == section and p.get("kind") == "sweep"]
     if section == 7:
         options = [p for p in options if p["faithful"] == (batch1 == "full")]
     return options[0] if options else None

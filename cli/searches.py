@@ -77,6 +77,17 @@ def table(s: dict) -> Group:
             )
         parts.append(c)
     res = s.get("result")
+    if s.get("pareto_front") is not None:  # several objectives: `value` is the first's
+        metrics = " / ".join(o["metric"] for o in s["objectives"])
+        front = {r["number"]: r for r in s["trials"] if r["number"] in s["pareto_front"]}
+        line = ", ".join(
+            f"#{n} ({' / '.join(num(v, '.4g') for v in r['values'] or [])})"
+            for n, r in front.items()
+        )
+        parts.append(f"[bold]Pareto front[/] ({metrics}): {line or 'none yet'}")
+        if res:
+            parts.append(f"rule: {res.get('rule', '')}")
+        return Group(*parts)
     if res:
         rows = Table("trial", "params", f"{obj['metric']} (confirmation)", "p vs best", "tied")
         for cfg in res.get("configs", []):

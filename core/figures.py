@@ -172,3 +172,40 @@ def importance_png(importances: dict[str, float], title: str = "") -> bytes:
     ax.set_title("Parameter importance" + (f" - {title}" if title else ""))
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
+
+
+def pareto_png(
+    points: Sequence[tuple[int, float, float]],
+    front: set[int],
+    axes: Sequence[tuple[str, str]],
+    title: str = "",
+) -> bytes:
+    """A search of several objectives: each completed trial (number, x, y) on the first two
+    objectives, the Pareto front's trials marked, numbered and joined. `axes` holds (metric,
+    direction) for x and y."""
+    fig = Figure(figsize=(8, 6))
+    ax = fig.add_subplot(1, 1, 1)
+    rest = [(x, y) for n, x, y in points if n not in front]
+    if rest:
+        ax.scatter(
+            [x for x, _ in rest], [y for _, y in rest], color="grey", alpha=0.6, label="dominated"
+        )
+    best = sorted((x, y, n) for n, x, y in points if n in front)
+    if best:
+        ax.plot(
+            [x for x, _, _ in best],
+            [y for _, y, _ in best],
+            "o-",
+            color="tab:red",
+            label="Pareto front",
+        )
+        for x, y, n in best:
+            ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    (mx, dx), (my, dy) = axes[0], axes[1]
+    ax.set_xlabel(f"{mx} ({dx})")
+    ax.set_ylabel(f"{my} ({dy})")
+    ax.set_title("Pareto front" + (f" - {title}" if title else ""))
+    _plain(ax.title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -130,11 +130,16 @@ def spec_flops(raw: dict[str, Any]) -> float | None:
 
 
 def enqueue(experiment_id: int, flops: float | None = None, resumed: bool = False) -> None:
-    """Send one job, with its hard time limit from its estimated cost (the maximum when unknown);
-    `resumed`: an interrupted job, sent ahead of the queued ones. Raises when the broker is down
-    or does not answer within PUBLISH_SOCKET_TIMEOUT (per try)."""
+    """Send a wake-up for one job; `resumed`: an interrupted job, sent ahead of the queued ones.
+    Raises when the broker is down or does not answer within PUBLISH_SOCKET_TIMEOUT (per try).
+
+    The worker that takes the message starts the best-ranked job in the database, not
+    necessarily this one (db/scheduling.py), so every message carries the hard limit of the
+    costliest job (time_limits(None)); `flops` is no longer used for it, and the worker still
+    enforces the started job's own soft limit from its cost."""
     settings = get_settings()
-    _, hard = time_limits(flops, settings)
+    del flops
+    _, hard = time_limits(None, settings)
     producer().send_task(
         TRAIN_TASK,
         args=[experiment_id],

@@ -12,7 +12,7 @@ import itertools
 from typing import Any, Literal
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.spec import ExperimentSpec, cost_error
 from core.sweep import Problem, SweepError, _loc, label, set_path
@@ -20,6 +20,8 @@ from core.sweep import Problem, SweepError, _loc, label, set_path
 MAX_TRIALS = 500
 MAX_GRID_VALUES = 1000
 OBJECTIVE_METRICS = ("val_accuracy", "val_loss")
+# Several objectives may also weigh the cost: the last attempt's training seconds, the parameters.
+GOAL_METRICS = ("val_accuracy", "val_loss", "train_seconds", "params")
 
 
 class _Strict(BaseModel):
@@ -54,6 +56,14 @@ class Objective(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
+class Goal(_Strict):
+    """One of several objectives: a trial's value is its last epoch's (val_*), its last attempt's
+    training seconds, or its model's parameter count."""
+
+    metric: Literal["val_accuracy", "val_loss", "train_seconds", "params"]
+    direction: Literal["maximize", "minimize"]
+
+
 class Pruner(_Strict):
     type: Literal["asha", "hyperband", "median", "none"] = "asha"
     min_epochs: int = Field(1, ge=1, le=500, description="epochs every trial runs before pruning")
@@ -72,7 +82,13 @@ class SearchSpec(_Strict):
         min_length=1, max_length=20, description='{"dotted.path": dimension}'
     )
     objective: Objective = Field(default_factory=Objective)
-    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    objectives: list[Goal] | None = Field(
+        None,
+        min_length=2,
+        max_length=3,
+        description="several objectives instead of `objective`: the answer is the Pareto front",
+    )
+    sampler: Literal["tpe", "random", "grid", "cmaes", "nsga2"] = "tpe"
     pruner: Pruner = Field(default_factory=Pruner)
     trials: int = Field(20, ge=1, le=MAX_TRIALS)
     parallel: int = Field(2, ge=1, le=50, description="trials of this search in flight at once")
@@ -81,6 +97,18 @@ class SearchSpec(_Strict):
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="the sampler's seed")
     confirm: Confirm | None = None
+
+    @model_validator(mode="after")
+    def _no_pruner_for_several(self) -> "SearchSpec":
+        # Optuna's pruners take one objective: several objectives default to none (check()
+        # refuses one asked for explicitly).
+        if self.objectives and "pruner" not in self.model_fields_set:
+            self.pruner = Pruner(type="none")
+        return self
+
+    def goals(self) -> list[Goal]:
+        """The objectives, one or several, in order."""
+        return self.objectives or [Goal(**self.objective.model_dump())]
 
 
 def distribution(dim: Dim) -> optuna.distributions.BaseDistribution:
@@ -134,9 +162,36 @@ def build(base: dict[str, Any], params: dict[str, Any], name: str, seed: int) ->
     return ExperimentSpec.model_validate(doc)
 
 
+def _objective_problems(spec: SearchSpec) -> list[Problem]:
+    out = []
+    if spec.objectives is not None:
+        if "objective" in spec.model_fields_set:
+            out.append(Problem("objectives", "give either objective or objectives, not both"))
+        seen: set[str] = set()
+        for i, goal in enumerate(spec.objectives):
+            if goal.metric in seen:
+                out.append(Problem(f"objectives.{i}.metric", f"{goal.metric} is given twice"))
+            seen.add(goal.metric)
+        if spec.pruner.type != "none":
+            out.append(Problem("pruner.type", 'Optuna\'s pruners take one objective: set "none"'))
+        if spec.confirm is not None:
+            out.append(
+                Problem(
+                    "confirm",
+                    "the confirmation picks one winner by one objective; several objectives "
+                    "answer with the Pareto front",
+                )
+            )
+        if spec.sampler == "cmaes":
+            out.append(Problem("sampler", "cmaes takes one objective: use nsga2, tpe or random"))
+    if spec.sampler == "cmaes" and all(isinstance(d, CategoricalDim) for d in spec.space.values()):
+        out.append(Problem("sampler", "cmaes needs at least one float or int dimension"))
+    return out
+
+
 def check(spec: SearchSpec, max_flops: float | None) -> dict[str, Any]:
     """The normalized base (seed fixed); raises SweepError naming every problem."""
-    problems: list[Problem] = []
+    problems: list[Problem] = _objective_problems(spec)
     for path, dim in spec.space.items():
         problems += _dim_problems(path, dim, spec.sampler)
     try:

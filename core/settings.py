@@ -93,6 +93,19 @@ class Settings(BaseSettings):
     max_active_jobs_per_token: int = Field(
         100, ge=1, validation_alias=AliasChoices("LABQ_MAX_ACTIVE_JOBS_PER_TOKEN")
     )
+    # Per-user limits (members; admins have none), 0: no limit. See db/scheduling.py.
+    max_queued_per_user: int = Field(
+        0, ge=0, validation_alias=AliasChoices("LABQ_MAX_QUEUED_PER_USER")
+    )
+    max_running_per_user: int = Field(
+        0, ge=0, validation_alias=AliasChoices("LABQ_MAX_RUNNING_PER_USER")
+    )
+    max_high_queued_per_user: int = Field(
+        5, ge=0, validation_alias=AliasChoices("LABQ_MAX_HIGH_QUEUED_PER_USER")
+    )
+    daily_train_seconds_per_user: int = Field(
+        0, ge=0, validation_alias=AliasChoices("LABQ_DAILY_TRAIN_SECONDS_PER_USER")
+    )
     rate_limit_per_minute: int = Field(
         600, ge=1, validation_alias=AliasChoices("LABQ_RATE_LIMIT_PER_MINUTE")
     )

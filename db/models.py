@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -73,6 +74,8 @@ class Search(Base):
     # confirmation runs have all finished; the winner's test accuracy is read then and only then.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The user who submitted it (None: the implicit local admin); its trials are theirs too.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
 
 
 class Experiment(Base):
@@ -92,6 +95,8 @@ class Experiment(Base):
     search_trial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Who submitted it (None: the implicit local admin of an open loopback stack).
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # 0 low, 1 normal, 2 high: db/scheduling.py ranks queued jobs by it first.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,7 +4,6 @@ Writes that a redelivered or resumed task may repeat are idempotent: epochs are 
 (experiment, epoch), artifacts on (experiment, name), and a job is claimed by a conditional UPDATE.
 """
 
-from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -16,10 +15,6 @@ from core.settings import get_settings
 from core.spec import ExperimentSpec
 from db.models import Artifact, EpochRow, Experiment, Token, utcnow
 from db.session import rowcount
-
-# The API token a request acts for (set by api.auth for the request's duration): every experiment
-# created during the request is owned by it and counts against its active-job limit.
-acting_token: ContextVar[int | None] = ContextVar("labq_acting_token", default=None)
 
 
 class QuotaExceeded(Exception):
@@ -74,10 +69,11 @@ def create_experiment(
     config_key: str | None = None,
     token_id: int | None = None,
     owner_id: int | None = None,
+    priority: int = 1,
 ) -> Experiment:
-    """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin)."""
-    if token_id is None:
-        token_id = acting_token.get()
+    """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin),
+    charged to the API token `token_id` (None: no token, or asked by a worker), which must have
+    room under its active-job limit (QuotaExceeded)."""
     if token_id is not None:
         check_quota(session, token_id)
     exp = Experiment(
@@ -88,6 +84,7 @@ def create_experiment(
         config_key=config_key,
         token_id=token_id,
         owner_id=owner_id,
+        priority=priority,
         epochs_total=spec.epochs,
         created_at=utcnow(),
     )
@@ -139,30 +136,6 @@ def queued_ids(session: Session, older_than: float | None = None) -> list[int]:
     if older_than:
         query = query.where(Experiment.created_at < utcnow() - timedelta(seconds=older_than))
     return list(session.scalars(query.order_by(Experiment.id)))
-
-
-def queue_positions(session: Session, ids: list[int]) -> dict[int, int]:
-    """1-based place in the queue of each queued experiment among `ids`: one count of the queue
-    before the smallest id and the queued ids from there to the largest, both on the status/id
-    index (a page of the runs list spans a short stretch of ids; the queue may be long)."""
-    if not ids:
-        return {}
-    lo, hi = min(ids), max(ids)
-    before = (
-        session.scalar(
-            select(func.count())
-            .select_from(Experiment)
-            .where(Experiment.status == QUEUED, Experiment.id < lo)
-        )
-        or 0
-    )
-    stretch = session.scalars(
-        select(Experiment.id)
-        .where(Experiment.status == QUEUED, Experiment.id >= lo, Experiment.id <= hi)
-        .order_by(Experiment.id)
-    )
-    wanted = set(ids)
-    return {int(i): before + k for k, i in enumerate(stretch, start=1) if i in wanted}
 
 
 def request_cancel(session: Session, experiment_id: int) -> str | None:
@@ -341,14 +314,13 @@ def finish(session: Session, experiment_id: int, status: str, **values: Any) -> 
 RETRYABLE = (FAILED, CANCELLED)
 
 
-def retry(session: Session, experiment_id: int) -> bool:
+def retry(session: Session, experiment_id: int, token_id: int | None = None) -> bool:
     """Queue a failed or cancelled job again, from scratch: its epochs, artifacts, results and
     error are cleared. Its attempt number is kept (the next run is attempt + 1: a process of an
     old attempt that wakes up later can never pass for the new run), and the attempt cap counts
-    afresh from here (`retry_base`). A token that retries a job is charged for it like for a
-    submit (QuotaExceeded over its limit) and owns it from then on. False when the job is in
-    another status (nothing is changed then)."""
-    token_id = acting_token.get()
+    afresh from here (`retry_base`). The token `token_id` that retries a job is charged for it
+    like for a submit (QuotaExceeded over its limit) and owns it from then on. False when the job
+    is in another status (nothing is changed then)."""
     owner: dict[str, int] = {}
     if token_id is not None:
         status = session.scalar(select(Experiment.status).where(Experiment.id == experiment_id))

@@ -13,6 +13,7 @@ a trial resumed after its worker died ends, and is counted, once). Both hold the
 """
 
 import math
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -75,6 +76,44 @@ def final_value(exp: Experiment, values: list[float]) -> float | None:
     return values[-1]
 
 
+def several(spec: SearchSpec) -> bool:
+    return spec.objectives is not None
+
+
+def trial_values(
+    session: Session, spec: SearchSpec, exps: list[Experiment]
+) -> dict[int, list[float] | None]:
+    """{experiment id: its value per objective} for finished trials; None for a trial with no
+    value (not succeeded, diverged, or a measure missing). Epoch metrics are the last epoch's."""
+    ids = [e.id for e in exps]
+    epoch_metrics = {g.metric for g in spec.goals() if g.metric.startswith("val_")}
+    per_metric = {m: objective_values(session, ids, m) for m in epoch_metrics}
+    out: dict[int, list[float] | None] = {}
+    for e in exps:
+        values: list[float] = []
+        for g in spec.goals():
+            if g.metric in per_metric:
+                v = final_value(e, per_metric[g.metric][e.id])
+            elif e.status != SUCCEEDED or e.diverged:
+                v = None
+            else:
+                raw = e.train_seconds if g.metric == "train_seconds" else e.params
+                v = float(raw) if raw is not None else None
+            if v is None:
+                break
+            values.append(v)
+        out[e.id] = values if len(values) == len(spec.goals()) else None
+    return out
+
+
+def pareto_front(session: Session, search: Search, trials: list[Experiment]) -> list[int]:
+    """The numbers of the completed trials no other completed trial dominates (Optuna's
+    `best_trials` on the rebuilt study), in trial order. Several objectives only."""
+    st = study(session, search, trials)
+    numbers = [(t.search_trial or {})["number"] for t in trials]
+    return sorted(numbers[t.number] for t in st.best_trials)
+
+
 def _sampler(spec: SearchSpec, salt: int) -> optuna.samplers.BaseSampler:
     # The study is rebuilt for every ask: a fixed seed would repeat the same draw, so it moves on
     # with the number of trials asked so far.
@@ -86,6 +125,19 @@ def _sampler(spec: SearchSpec, salt: int) -> optuna.samplers.BaseSampler:
         # move between rebuilds.
         return optuna.samplers.GridSampler(
             {p: grid_values(d) for p, d in spec.space.items()}, seed=spec.seed
+        )
+    if spec.sampler == "cmaes":
+        # Its state (the CMA optimizer, per generation) is kept in the trials' system attributes,
+        # which labq stores on each trial's row. Pruned trials count with their last value.
+        with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.CmaEsSampler(
+                seed=seed, consider_pruned_trials=True, warn_independent_sampling=False
+            )
+    if spec.sampler == "nsga2":
+        # A generation is `population_size` trials; small searches get small generations.
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=max(4, min(50, spec.trials // 4))
         )
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 4)))
 
@@ -112,15 +164,18 @@ def study(session: Session, search: Search, trials: list[Experiment]) -> optuna.
     spec = spec_of(search)
     s = optuna.create_study(
         study_name=f"labq-search-{search.id}",  # Hyperband's brackets hash it with the trial
-        direction=spec.objective.direction,
+        directions=[g.direction for g in spec.goals()],
         sampler=_sampler(spec, len(trials)),
         pruner=_pruner(spec),
     )
     values = objective_values(session, [t.id for t in trials], spec.objective.metric)
+    multi = trial_values(session, spec, trials) if several(spec) else {}
     for exp in trials:
         t = exp.search_trial or {}
         vals = values[exp.id]
-        value = final_value(exp, vals)
+        value: float | list[float] | None = final_value(exp, vals)
+        if several(spec):  # no pruner: no intermediate values
+            value, vals = multi[exp.id], []
         if exp.status in (QUEUED, RUNNING):
             state = optuna.trial.TrialState.RUNNING
         elif exp.status == PRUNED:
@@ -132,7 +187,7 @@ def study(session: Session, search: Search, trials: list[Experiment]) -> optuna.
         s.add_trial(
             optuna.trial.create_trial(
                 state=state,
-                value=value if state == optuna.trial.TrialState.COMPLETE else None,
+                values=_values(value) if state == optuna.trial.TrialState.COMPLETE else None,
                 params=t["params"],
                 distributions={
                     k: optuna.distributions.json_to_distribution(v)
@@ -145,7 +200,13 @@ def study(session: Session, search: Search, trials: list[Experiment]) -> optuna.
     return s
 
 
-def _new_trials(session: Session, search: Search, trials: list[Experiment], n: int) -> list[int]:
+def _values(value: float | list[float] | None) -> list[float] | None:
+    return value if isinstance(value, list) else None if value is None else [value]
+
+
+def _new_trials(
+    session: Session, search: Search, trials: list[Experiment], n: int, token_id: int | None
+) -> list[int]:
     spec = spec_of(search)
     st = study(session, search, trials)
     dists = {p: distribution(d) for p, d in spec.space.items()}
@@ -156,7 +217,7 @@ def _new_trials(session: Session, search: Search, trials: list[Experiment], n: i
         frozen = st._storage.get_trial(trial._trial_id)
         number = len(trials) + len(ids)
         exp_spec = build(base, trial.params, f"{spec.name} #{number}", base["seed"])
-        exp = repo.create_experiment(session, exp_spec)
+        exp = repo.create_experiment(session, exp_spec, token_id=token_id, owner_id=search.owner_id)
         exp.search_id = search.id
         exp.search_trial = {
             "number": number,
@@ -176,23 +237,33 @@ def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_search(
-    session: Session, spec: SearchSpec, base: dict[str, Any], preset: str | None = None
+    session: Session,
+    spec: SearchSpec,
+    base: dict[str, Any],
+    preset: str | None = None,
+    *,
+    owner_id: int | None = None,
+    token_id: int | None = None,
 ) -> tuple[Search, list[int]]:
-    """Store the search and ask for its first `parallel` trials; flushed, not committed."""
+    """Store the search, owned by the user `owner_id` (None: the implicit local admin), and ask
+    for its first `parallel` trials, charged to `token_id`'s active-job limit; flushed, not
+    committed."""
     doc = spec.model_dump(mode="json")
     doc["base"] = base
     if doc["seed"] is None:
         doc["seed"] = base["seed"]
-    search = Search(name=spec.name, spec=doc, preset=preset, created_at=utcnow())
+    search = Search(name=spec.name, spec=doc, preset=preset, created_at=utcnow(), owner_id=owner_id)
     session.add(search)
     session.flush()
-    return search, top_up(session, search.id)
+    return search, top_up(session, search.id, token_id=token_id)
 
 
-def top_up(session: Session, search_id: int) -> list[int]:
+def top_up(session: Session, search_id: int, *, token_id: int | None = None) -> list[int]:
     """Under the search's lock: ask for trials until `parallel` are in flight or `trials` were
     asked; once every trial has ended, queue the confirmation, and once that has ended, record
-    the result. Returns the experiments to enqueue after the commit."""
+    the result. Returns the experiments to enqueue after the commit. Every trial is owned by the
+    search's owner; `token_id` (the API's create) is charged for the trials asked now, while the
+    later ones, asked as trials end, are bounded by `parallel` and charged to no token."""
     search = _lock(session, search_id)
     if search is None or search.cancelled or search.result is not None:
         return []
@@ -208,15 +279,25 @@ def top_up(session: Session, search_id: int) -> list[int]:
             target = len(trials)  # time is up: the trials asked so far are the search
     n = min(spec.parallel - in_flight, target - len(trials))
     if n > 0:
-        return _new_trials(session, search, trials, n)
+        return _new_trials(session, search, trials, n, token_id)
     if in_flight or len(trials) < target:
         return []
     confirms = [e for e in exps if not is_trial(e)]
     if spec.confirm is not None and not confirms:
-        ids = _queue_confirmation(session, search, trials)
+        ids = _queue_confirmation(session, search, trials, token_id)
         if ids:
             return ids
     if any(e.status not in FINISHED for e in confirms):
+        return []
+    if several(spec):
+        search.result = {
+            "winner": None,
+            "pareto_front": pareto_front(session, search, trials),
+            "rule": "several objectives: every completed trial that no other completed trial "
+            "matches or beats on all objectives while beating it on one (the Pareto front); no "
+            "test accuracy is read",
+            "test_accuracy": None,
+        }
         return []
     search.result = conclude(session, search, trials, confirms)
     return []
@@ -236,7 +317,9 @@ def ranked(
     return sorted(done, key=lambda tv: tv[1], reverse=spec.objective.direction == "maximize")
 
 
-def _queue_confirmation(session: Session, search: Search, trials: list[Experiment]) -> list[int]:
+def _queue_confirmation(
+    session: Session, search: Search, trials: list[Experiment], token_id: int | None
+) -> list[int]:
     spec = spec_of(search)
     assert spec.confirm is not None
     ids = []
@@ -245,7 +328,12 @@ def _queue_confirmation(session: Session, search: Search, trials: list[Experimen
         for i in range(spec.confirm.seeds):
             seed = (spec.base["seed"] + 1 + i) % (2**31)  # seeds the trials were not chosen on
             name = f"{spec.name} #{t['number']} confirm {i + 1}"
-            confirm = repo.create_experiment(session, build(spec.base, t["params"], name, seed))
+            confirm = repo.create_experiment(
+                session,
+                build(spec.base, t["params"], name, seed),
+                token_id=token_id,
+                owner_id=search.owner_id,
+            )
             confirm.search_id = search.id
             confirm.search_trial = {"confirm_of": t["number"], "seed_index": i}
             ids.append(confirm.id)
@@ -330,7 +418,7 @@ def should_prune(session: Session, experiment_id: int) -> bool:
     if exp is None or exp.search_id is None or not is_trial(exp):
         return False
     search = session.get(Search, exp.search_id)
-    if search is None:
+    if search is None or spec_of(search).pruner.type == "none":
         return False
     trials = [e for e in members(session, search.id) if is_trial(e)]
     st = study(session, search, trials)

@@ -22,6 +22,7 @@ def create_sweep(
     preset: str | None = None,
     token_id: int | None = None,
     owner_id: int | None = None,
+    priority: int = 1,
 ) -> tuple[Sweep, list[Experiment]]:
     """Add the sweep row and one experiment per (spec, config_key), flushed but not committed:
     the caller commits once, so a sweep is stored whole or not at all."""
@@ -38,10 +39,15 @@ def create_sweep(
     session.flush()
     exps = []
     for spec, key in children:
-        kw = {"token_id": token_id} if token_id is not None else {}
         exps.append(
             repo.create_experiment(
-                session, spec, sweep_id=sweep.id, config_key=key, owner_id=owner_id, **kw
+                session,
+                spec,
+                sweep_id=sweep.id,
+                config_key=key,
+                token_id=token_id,
+                owner_id=owner_id,
+                priority=priority,
             )
         )
     return sweep, exps

@@ -6,6 +6,7 @@ distributed configuration). The postgres leg needs LABQ_TEST_PG_URL (scripts/pos
 import os
 import subprocess
 
+import httpx
 import pytest
 
 from cli.stack import redis_server_binary, write_redis_config
@@ -17,6 +18,11 @@ TINY = {"layers": [{"units": 32}], "epochs": 2, "batch_size": 128, "train_sample
 def pytest_configure(config):
     # Unit tests import TensorFlow in-process; keep its logging quiet.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # httpx's 5 s default is shorter than a first request takes on a heavily loaded machine (a
+    # live stack's API answering while its worker imports TensorFlow): a backstop, not a target.
+    default = httpx._config.DEFAULT_TIMEOUT_CONFIG  # the object every httpx call's default is
+    for phase in ("connect", "read", "write", "pool"):
+        setattr(default, phase, 60.0)
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ class Stack(LiveStack):
     def get(self, exp_id: int) -> dict:
         return httpx.get(f"{self.url}/experiments/{exp_id}", timeout=30).json()
 
-    def wait(self, exp_id: int, statuses=FINISHED, timeout: float = 180, until=None) -> dict:
+    def wait(self, exp_id: int, statuses=FINISHED, timeout: float = 600, until=None) -> dict:
         """Poll until the experiment reaches one of `statuses` (or `until(exp)` is true)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,11 +1,12 @@
-"""One job, start to finish: claim it, re-validate its spec, train, write every result to SQL.
+"""One job, start to finish: claim it, build its run, train, record each epoch, finish in SQL.
 
 The database is the source of truth: the job is claimed with a conditional UPDATE and a lease, each
 epoch row is written as the epoch ends (so polls see live progress) together with a checkpoint, and
-every write after the claim is checked against our attempt number, so a copy of the job that lost
-its lease stops writing. An attempt that takes over a job whose worker died resumes from the
-checkpoint of the last finished epoch. Database writes are retried with backoff (db_retry_seconds),
-so a database that is locked or away for a few seconds does not leave the job stuck.
+every write after the claim is checked against our attempt number (worker.lease), so a copy of the
+job that lost its lease stops writing. An attempt that takes over a job whose worker died resumes
+from the checkpoint of the last saved epoch. Database writes are retried with backoff
+(db_retry_seconds), so a database that is locked or away for a few seconds does not leave the job
+stuck.
 
 A failure of the worker's environment (no data or device, a disk that refuses writes, a database
 away for longer than that) is not the job's failure: the job goes back to the queue, or, when the
@@ -13,11 +14,14 @@ database is what failed, its lease lapses and the reaper requeues it. A process 
 after job without training an epoch stops taking jobs (worker.breaker).
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
 import logging
 import time
 import traceback
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -26,7 +30,7 @@ from core.constants import CANCELLED, FAILED, PRUNED, QUEUED, SUCCEEDED
 from core.queue import enqueue, mark_consumed, spec_flops, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
-from db import model_artifacts, repo, searches
+from db import model_artifacts, repo, scheduling, searches
 from worker import checkpoint as ckpt
 from worker import testhooks
 from worker.breaker import Breaker, stop_taking_jobs
@@ -43,74 +47,35 @@ from worker.lease import (
 )
 from worker.runtime import WorkerEnvironmentError
 
+if TYPE_CHECKING:  # the engine imports Keras: only a worker child, after fork, may
+    from sqlalchemy.orm import Session
+
+    from worker.engine.train import EpochReport, RunResult
+
 log = logging.getLogger("labq.job")
 
+FIRST_KERNEL = "first_kernel.npy"  # the first layer's weights, for filters.png
+NPY_TYPE = "application/x-npy"
+CHECKPOINT_TYPE = "application/x-labq-checkpoint"
 
 _breaker: Breaker | None = None
 
 
 def run_job(experiment_id: int) -> str:
+    """Run one job and score its outcome on this process's circuit breaker."""
     global _breaker
     _breaker = _breaker or Breaker()
-    outcome, keeper = _run(experiment_id)
+    job = Job(experiment_id)
+    outcome = job.run()
     if outcome in ("skipped", "lease-lost"):
         return outcome
-    strike = outcome in ("failed", "requeued", "abandoned") and keeper.epochs == 0
+    strike = outcome in ("failed", "requeued", "abandoned") and job.epochs == 0
     if _breaker.record(strike):
         stop_taking_jobs(
             f"{_breaker.strikes} jobs in a row ended without finishing an epoch "
-            f"(the last: experiment {experiment_id}, {outcome})"
+            f"(the last: experiment {job.id}, {outcome})"
         )
     return outcome
-
-
-def _run(experiment_id: int) -> tuple[str, "LeaseKeeper | None"]:
-    settings = get_settings()
-    claimed = db_write(repo.claim, experiment_id, worker_name(), settings.lease_seconds)
-    if claimed is None:
-        log.info(
-            "experiment %s is not claimable (finished, cancelled or leased); skipping",
-            experiment_id,
-        )
-        return "skipped", None
-    mark_consumed(experiment_id)
-    attempt = claimed.attempt
-
-    keeper = LeaseKeeper(
-        experiment_id, attempt, settings.lease_seconds, settings.cancel_poll_seconds
-    )
-    keeper.start()
-    try:
-        return _train(experiment_id, claimed, keeper), keeper
-    except LeaseLost:
-        log.warning("experiment %s attempt %s lost its lease; stopping", experiment_id, attempt)
-        return "lease-lost", keeper
-    except Exception as exc:
-        if environment_failure(exc):
-            return _give_back(experiment_id, attempt, exc), keeper
-        # A failing job records why and leaves the worker healthy.
-        log.exception("experiment %s failed", experiment_id)
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        summary = "".join(traceback.format_exception(exc)[-6:])
-        try:
-            db_write(
-                finish_if_ours,
-                experiment_id,
-                attempt,
-                FAILED,
-                error=error,
-                traceback=summary[-8000:],
-            )
-            _next_trials(experiment_id)
-        except LeaseLost:
-            return "lease-lost", keeper
-        except Exception:
-            # The lease runs out and the reaper sends the job again: it is not stuck.
-            log.exception("experiment %s: could not record the failure", experiment_id)
-        return "failed", keeper
-    finally:
-        keeper.stopped.set()
-        _clear_session()
 
 
 def environment_failure(exc: BaseException) -> bool:
@@ -119,40 +84,329 @@ def environment_failure(exc: BaseException) -> bool:
     return isinstance(exc, WorkerEnvironmentError | OSError) or transient(exc)
 
 
-def _give_back(experiment_id: int, attempt: int, exc: BaseException) -> str:
-    """Put the job back on the queue instead of failing it. When the database itself is what
-    failed, write nothing: the lease lapses and the reaper requeues the job."""
-    reason = f"{type(exc).__name__}: {exc}"[:1000]
-    if transient(exc):
+class Job:
+    """One run of one job, read top to bottom: `run` calls `claim`, `build`, `train` (which calls
+    `record` at each epoch's end) and `finish`; `fail` and `give_back` end it otherwise.
+
+    Every write after the claim is fenced on `attempt`; the lease keeper thread renews the lease
+    and polls the cancel flag meanwhile. Outcomes: the final status, or "skipped" (not
+    claimable), "lease-lost", "requeued", "abandoned" (left for the reaper).
+    """
+
+    def __init__(self, experiment_id: int) -> None:
+        self.id = experiment_id
+        self.settings = get_settings()
+        self.attempt = 0  # the fencing number, from the claim
+        # Set by claim and build:
+        self.keeper: LeaseKeeper
+        self.spec: ExperimentSpec
+        self.search_id: int | None = None
+        self.resume: ckpt.Checkpoint | None = None
+        self.soft_limit = 0
+        self.data: Any = None
+        self.device = ""
+        self.hooks: testhooks.Hooks
+        self.saver: _CheckpointPacer
+        self.pruned = False  # a search's pruner stopped this trial at the last epoch's end
+
+    @property
+    def epochs(self) -> int:
+        """Epochs this run recorded (once claimed)."""
+        return self.keeper.epochs
+
+    def run(self) -> str:
+        claimed = self.claim()
+        if claimed is None:
+            return "skipped"
+        try:
+            if not self.build(claimed):
+                return "failed"
+            return self.finish(self.train())
+        except LeaseLost:
+            log.warning("experiment %s attempt %s lost its lease; stopping", self.id, self.attempt)
+            return "lease-lost"
+        except Exception as exc:
+            if environment_failure(exc):
+                return self.give_back(exc)
+            return self.fail(exc)
+        finally:
+            self.keeper.stopped.set()
+            _clear_session()
+
+    # -- the phases ---------------------------------------------------------------------------
+
+    def claim(self) -> repo.Claim | None:
+        """Take the job the database ranks first (db/scheduling.py: the message that woke this
+        worker is a wake-up, not an order) with a conditional UPDATE and a lease; None when no
+        job may start now."""
+        lease = self.settings.lease_seconds
+        woken_by = self.id
+        got = db_write(scheduling.claim_next, woken_by, worker_name(), lease)
+        if got is None:
+            log.info(
+                "experiment %s is not claimable (finished, cancelled or leased) and no other job "
+                "may start now; skipping",
+                woken_by,
+            )
+            mark_consumed(woken_by)  # a job still queued is sent again by the reaper
+            return None
+        self.id, claimed = got
+        mark_consumed(self.id)
+        self.attempt = claimed.attempt
+        self.keeper = LeaseKeeper(self.id, self.attempt, lease, self.settings.cancel_poll_seconds)
+        self.keeper.start()
+        return claimed
+
+    def build(self, claimed: repo.Claim) -> bool:
+        """Everything the training needs: the spec re-validated from SQL, the checkpoint to resume
+        from (history after it dropped), the time limit, data, device, test hooks. False when the
+        stored spec is invalid (the job is failed)."""
+        from worker import runtime
+
+        raw, self.search_id = db_write(
+            lambda s: (lambda e: (e.spec, e.search_id))(repo.get(s, self.id))
+        )
+        try:
+            self.spec = ExperimentSpec.model_validate(raw)
+        except ValidationError as exc:
+            db_write(
+                finish_if_ours,
+                self.id,
+                self.attempt,
+                FAILED,
+                error=f"stored spec is invalid: {exc}",
+            )
+            return False
+
+        if not claimed.first:
+            self.resume = self._saved_checkpoint()
+            after = self.resume.epoch if self.resume else 0
+            db_write(truncate_if_ours, self.id, self.attempt, after)
+
+        self.soft_limit, _ = time_limits(estimate_flops(self.spec), self.settings)
+        self.keeper.deadline = time.monotonic() + self.soft_limit
+        self.data, self.device = runtime.mnist(), runtime.device()
+        first_epoch = self.resume.epoch + 1 if self.resume else 1
+        self.hooks = testhooks.for_job(self.spec.name, self.id, self.settings.data_dir, first_epoch)
+        self.saver = _CheckpointPacer(self.settings.checkpoint_budget)
+        return True
+
+    def train(self) -> RunResult:
+        """Train the spec; `record` writes each epoch as it ends. It stops early on a cancel, a
+        pruned trial, a lost lease or the time limit (the keeper's stop check, inside an epoch)."""
+        from worker.engine.train import train
+
+        result = train(
+            self.spec,
+            self.data,
+            on_epoch=self.hooks.on_epoch(self.record),
+            on_built=self._record_build,
+            resume=self.resume,
+            checkpoint=self.saver.offer,
+            should_stop=self.hooks.should_stop(self.keeper.should_stop),
+            check_every=self.settings.cancel_check_batches,
+        )
+        self._lease_or_stop()
+        return result
+
+    def record(self, report: EpochReport) -> bool:
+        """At an epoch's end: its row (and a checkpoint when due) in one fenced transaction, which
+        also asks whether to stop (a cancel, or the search's pruner). True stops the training."""
+        self._lease_or_stop()
+        t0 = time.perf_counter()
+        cancel, self.pruned = db_write(self._write_epoch, report)
+        self.keeper.epochs += 1
+        if self.saver.pending is not None:
+            self.saver.written(time.perf_counter() - t0)
+        return bool(cancel or self.pruned)
+
+    def finish(self, result: RunResult) -> str:
+        """The final transaction: first-layer weights, the model, the status and test metrics
+        (and a search's next trials), fenced; a run past its time limit is failed instead."""
+        if self.keeper.timed_out and not self.keeper.cancel.is_set():
+            db_write(
+                finish_if_ours,
+                self.id,
+                self.attempt,
+                FAILED,
+                train_seconds=result.train_seconds,
+                error=f"time limit of {self.soft_limit} s exceeded (from the spec's estimated "
+                f"cost {estimate_flops(self.spec):.3g} FLOP; see LABQ_JOB_FLOPS_PER_SECOND)",
+            )
+            _next_trials(self.id)
+            return "failed"
+
+        status = CANCELLED if result.stopped == "cancelled" else SUCCEEDED
+        if self.pruned and not self.keeper.cancel.is_set():
+            status = PRUNED
+        # A search's trial is chosen on the hold-out: its test set is not recorded (only the
+        # confirmation runs', and the search reports only the winner's; docs/guarantees.md).
+        trial = self.search_id is not None and status in (SUCCEEDED, PRUNED, CANCELLED)
+        test = (
+            {}
+            if trial and _is_trial(self.id)
+            else {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
+        )
+        asked = db_write(self._write_result, result, status, test)
+        _enqueue_trials(asked)
+        log.info("experiment %s %s (attempt %s)", self.id, status, self.attempt)
+        return status
+
+    # -- ending otherwise ---------------------------------------------------------------------
+
+    def fail(self, exc: Exception) -> str:
+        """The job itself failed: record why; the worker stays healthy."""
+        log.exception("experiment %s failed", self.id)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        summary = "".join(traceback.format_exception(exc)[-6:])
+        try:
+            db_write(
+                finish_if_ours,
+                self.id,
+                self.attempt,
+                FAILED,
+                error=error,
+                traceback=summary[-8000:],
+            )
+            _next_trials(self.id)
+        except LeaseLost:
+            return "lease-lost"
+        except Exception:
+            # The lease runs out and the reaper sends the job again: it is not stuck.
+            log.exception("experiment %s: could not record the failure", self.id)
+        return "failed"
+
+    def give_back(self, exc: BaseException) -> str:
+        """Put the job back on the queue instead of failing it. When the database itself is what
+        failed, write nothing: the lease lapses and the reaper requeues the job."""
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        if transient(exc):
+            log.error(
+                "experiment %s attempt %s: the database refused writes for %s s (%s); leaving "
+                "the job to be requeued when its lease lapses",
+                self.id,
+                self.attempt,
+                self.settings.db_retry_seconds,
+                reason,
+            )
+            return "abandoned"
         log.error(
-            "experiment %s attempt %s: the database refused writes for %s s (%s); leaving the "
-            "job to be requeued when its lease lapses",
-            experiment_id,
-            attempt,
-            get_settings().db_retry_seconds,
+            "experiment %s attempt %s: this worker's environment failed (%s); giving the job back",
+            self.id,
+            self.attempt,
             reason,
         )
-        return "abandoned"
-    log.error(
-        "experiment %s attempt %s: this worker's environment failed (%s); giving the job back",
-        experiment_id,
-        attempt,
-        reason,
-    )
-    try:
-        status = db_write(repo.release, experiment_id, attempt, reason)
-    except Exception:
-        log.exception(
-            "experiment %s: could not give the job back; its lease will lapse", experiment_id
+        try:
+            status = db_write(repo.release, self.id, self.attempt, reason)
+        except Exception:
+            log.exception(
+                "experiment %s: could not give the job back; its lease will lapse", self.id
+            )
+            return "abandoned"
+        if status == QUEUED:
+            with contextlib.suppress(Exception):  # else the reaper sends it: it is queued in SQL
+                enqueue(self.id, resumed=True)
+            return "requeued"
+        if status == FAILED:
+            _next_trials(self.id)
+        outcome: str = {None: "lease-lost", FAILED: "failed"}.get(status, status)
+        return outcome
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _lease_or_stop(self) -> None:
+        """Renew-or-stop: the keeper renews the lease on a timer; once it found the job taken
+        over, this run stops here, before writing anything more."""
+        if self.keeper.lost.is_set():
+            raise LeaseLost()
+
+    def _saved_checkpoint(self) -> ckpt.Checkpoint | None:
+        """The checkpoint of the last saved epoch, None when there is none or it is unreadable."""
+
+        def load(session: Session) -> bytes | None:
+            art = repo.get_artifact(session, self.id, repo.CHECKPOINT)
+            return art.data if art is not None else None
+
+        saved = db_write(load)
+        if saved is None:
+            return None
+        try:
+            resume = ckpt.loads(saved)
+        except (ValueError, KeyError) as exc:
+            log.warning("experiment %s: unreadable checkpoint (%s); starting over", self.id, exc)
+            return None
+        log.info(
+            "experiment %s attempt %s resumes after epoch %s", self.id, self.attempt, resume.epoch
         )
-        return "abandoned"
-    if status == QUEUED:
-        with contextlib.suppress(Exception):  # else the reaper sends it: it is queued in SQL
-            enqueue(experiment_id, resumed=True)
-        return "requeued"
-    if status == FAILED:
-        _next_trials(experiment_id)
-    return {None: "lease-lost", FAILED: "failed"}.get(status, status)
+        return resume
+
+    def _record_build(self, result: RunResult) -> None:
+        """Once the model is built: its layers, parameter count, build time and device."""
+        db_write(
+            update_if_ours,
+            self.id,
+            self.attempt,
+            layers=result.layers,
+            params=result.params,
+            build_seconds=result.build_seconds,
+            device=self.device,
+        )
+
+    def _write_epoch(self, session: Session, report: EpochReport) -> tuple[bool, bool]:
+        """(cancel, prune), in the epoch row's transaction."""
+        fenced(session, self.id, self.attempt)
+        repo.record_epoch(
+            session,
+            self.id,
+            self.attempt,
+            {
+                "epoch": report.epoch,
+                "loss": report.loss,
+                "accuracy": report.accuracy,
+                "val_loss": report.val_loss,
+                "val_accuracy": report.val_accuracy,
+                "learning_rate": report.learning_rate,
+                "seconds": report.seconds,
+                "grad_norms": report.grad_norms,
+            },
+        )
+        if self.saver.pending is not None:
+            repo.put_artifact(
+                session, self.id, repo.CHECKPOINT, CHECKPOINT_TYPE, self.saver.pending
+            )
+        cancel = bool(repo.cancel_requested(session, self.id))
+        # The pruner is asked before the last epoch only: a trial that trained every epoch is
+        # complete, and stopping it there would save nothing.
+        prune = (
+            self.search_id is not None
+            and not cancel
+            and report.epoch < self.spec.epochs
+            and searches.should_prune(session, self.id)
+        )
+        return cancel, bool(prune)
+
+    def _write_result(
+        self, session: Session, result: RunResult, status: str, test: dict[str, Any]
+    ) -> list[int]:
+        """The final transaction; a search's next trials (to send), asked for in it so that a
+        trial's end is counted once."""
+        kernel = io.BytesIO()
+        np.save(kernel, result.first_kernel)
+        repo.put_artifact(session, self.id, FIRST_KERNEL, NPY_TYPE, kernel.getvalue())
+        model_artifacts.store(
+            session, self.id, result.export, self.settings.max_model_bytes, "training diverged"
+        )
+        finish_if_ours(
+            session,
+            self.id,
+            self.attempt,
+            status,
+            train_seconds=result.train_seconds,
+            diverged=result.diverged,
+            error="training diverged (loss became NaN or infinite)" if result.diverged else None,
+            **test,
+        )
+        return [] if self.search_id is None else searches.top_up(session, self.search_id)
 
 
 class _CheckpointPacer:
@@ -169,7 +423,7 @@ class _CheckpointPacer:
         self.pending: bytes | None = None
         self._serialize = 0.0
 
-    def offer(self, model, epochs) -> None:
+    def offer(self, model: Any, epochs: list[Any]) -> None:
         self.pending = None
         first = len(epochs) == 1 or self.cost == 0.0
         due = (time.perf_counter() - self.since) * self.budget >= self.cost
@@ -184,185 +438,7 @@ class _CheckpointPacer:
         self.since = time.perf_counter()
 
 
-def _load_checkpoint(session, experiment_id: int):
-    art = repo.get_artifact(session, experiment_id, repo.CHECKPOINT)
-    return art.data if art is not None else None
-
-
-def _train(experiment_id: int, claimed: repo.Claim, keeper: LeaseKeeper) -> str:
-    from worker import runtime
-    from worker.engine.train import train
-
-    attempt = claimed.attempt
-
-    raw, search_id = db_write(
-        lambda s: (lambda e: (e.spec, e.search_id))(repo.get(s, experiment_id))
-    )
-    pruned = False  # a search's pruner stopped this trial at an epoch end
-    try:
-        spec = ExperimentSpec.model_validate(raw)
-    except ValidationError as exc:
-        db_write(
-            finish_if_ours, experiment_id, attempt, FAILED, error=f"stored spec is invalid: {exc}"
-        )
-        return "failed"
-
-    resume = None
-    saved = None if claimed.first else db_write(_load_checkpoint, experiment_id)
-    if saved is not None:
-        try:
-            resume = ckpt.loads(saved)
-            log.info(
-                "experiment %s attempt %s resumes after epoch %s",
-                experiment_id,
-                attempt,
-                resume.epoch,
-            )
-        except (ValueError, KeyError) as exc:
-            log.warning(
-                "experiment %s: unreadable checkpoint (%s); starting over", experiment_id, exc
-            )
-
-    if not claimed.first:
-        db_write(truncate_if_ours, experiment_id, attempt, resume.epoch if resume else 0)
-
-    settings = get_settings()
-    soft_limit, _ = time_limits(estimate_flops(spec), settings)
-    keeper.deadline = time.monotonic() + soft_limit
-    data, device = runtime.mnist(), runtime.device()
-    hooks = testhooks.for_job(
-        spec.name, experiment_id, settings.data_dir, resume.epoch + 1 if resume else 1
-    )
-    saver = _CheckpointPacer(settings.checkpoint_budget)
-
-    def on_built(result) -> None:
-        db_write(
-            update_if_ours,
-            experiment_id,
-            attempt,
-            layers=result.layers,
-            params=result.params,
-            build_seconds=result.build_seconds,
-            device=device,
-        )
-
-    def on_checkpoint(model, epochs) -> None:
-        saver.offer(model, epochs)
-
-    def write_epoch(session, report) -> bool:
-        fenced(session, experiment_id, attempt)
-        repo.record_epoch(
-            session,
-            experiment_id,
-            attempt,
-            {
-                "epoch": report.epoch,
-                "loss": report.loss,
-                "accuracy": report.accuracy,
-                "val_loss": report.val_loss,
-                "val_accuracy": report.val_accuracy,
-                "learning_rate": report.learning_rate,
-                "seconds": report.seconds,
-                "grad_norms": report.grad_norms,
-            },
-        )
-        if saver.pending is not None:
-            repo.put_artifact(
-                session,
-                experiment_id,
-                repo.CHECKPOINT,
-                "application/x-labq-checkpoint",
-                saver.pending,
-            )
-        cancel = repo.cancel_requested(session, experiment_id)
-        # The pruner is asked before the last epoch only: a trial that trained every epoch is
-        # complete, and stopping it there would save nothing.
-        prune = (
-            search_id is not None
-            and not cancel
-            and report.epoch < spec.epochs
-            and searches.should_prune(session, experiment_id)
-        )
-        return cancel, prune
-
-    def on_epoch(report) -> bool:
-        nonlocal pruned
-        if keeper.lost.is_set():
-            raise LeaseLost()
-        t0 = time.perf_counter()
-        cancel, pruned = db_write(write_epoch, report)
-        keeper.epochs += 1
-        if saver.pending is not None:
-            saver.written(time.perf_counter() - t0)
-        return cancel or pruned
-
-    result = train(
-        spec,
-        data,
-        on_epoch=hooks.on_epoch(on_epoch),
-        on_built=on_built,
-        resume=resume,
-        checkpoint=on_checkpoint,
-        should_stop=hooks.should_stop(keeper.should_stop),
-        check_every=settings.cancel_check_batches,
-    )
-    if keeper.lost.is_set():
-        raise LeaseLost()
-    if keeper.timed_out and not keeper.cancel.is_set():
-        db_write(
-            finish_if_ours,
-            experiment_id,
-            attempt,
-            FAILED,
-            train_seconds=result.train_seconds,
-            error=f"time limit of {soft_limit} s exceeded (from the spec's estimated cost "
-            f"{estimate_flops(spec):.3g} FLOP; see LABQ_JOB_FLOPS_PER_SECOND)",
-        )
-        _next_trials(experiment_id)
-        return "failed"
-
-    status = CANCELLED if result.stopped == "cancelled" else SUCCEEDED
-    if pruned and not keeper.cancel.is_set():
-        status = PRUNED
-    # A search's trial is chosen on the hold-out: its test set is not recorded (only the
-    # confirmation runs', and the search reports only the winner's; docs/guarantees.md).
-    trial = search_id is not None and status in (SUCCEEDED, PRUNED, CANCELLED)
-    test = (
-        {}
-        if trial and _is_trial(experiment_id)
-        else {
-            "test_loss": result.test_loss,
-            "test_accuracy": result.test_accuracy,
-        }
-    )
-    asked: list[int] = []
-    buf = io.BytesIO()
-    np.save(buf, result.first_kernel)
-
-    def write_result(session) -> None:
-        repo.put_artifact(
-            session, experiment_id, "first_kernel.npy", "application/x-npy", buf.getvalue()
-        )
-        model_artifacts.store(
-            session, experiment_id, result.export, settings.max_model_bytes, "training diverged"
-        )
-        finish_if_ours(
-            session,
-            experiment_id,
-            attempt,
-            status,
-            train_seconds=result.train_seconds,
-            diverged=result.diverged,
-            error="training diverged (loss became NaN or infinite)" if result.diverged else None,
-            **test,
-        )
-        if search_id is not None:  # in the fenced transaction: a trial's end is counted once
-            asked[:] = searches.top_up(session, search_id)
-
-    db_write(write_result)
-    _enqueue_trials(asked)
-    log.info("experiment %s %s (attempt %s)", experiment_id, status, attempt)
-    return status
+# -- a search's next trials -------------------------------------------------------------------
 
 
 def _is_trial(experiment_id: int) -> bool:
@@ -372,7 +448,7 @@ def _is_trial(experiment_id: int) -> bool:
 def _next_trials(experiment_id: int) -> None:
     """After a search trial failed: ask for the next ones (the search's lock serializes)."""
 
-    def ask(session) -> list[int]:
+    def ask(session: Session) -> list[int]:
         exp = repo.get(session, experiment_id)
         return [] if exp.search_id is None else searches.top_up(session, exp.search_id)
 

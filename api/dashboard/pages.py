@@ -1,4 +1,5 @@
-"""Page routes of the dashboard: `/`, `/runs/{id}`, `/compare`, `/submit`, and the static assets.
+"""Page routes of the dashboard: `/`, `/runs/{id}`, `/compare`, `/submit`, `/search(/{id})`, and
+the static assets.
 
 Each page is a thin shell rendered here; its data comes from the same JSON endpoints that curl users
 have (the scripts in api/static fetch them). Every asset, the chart library included, is served by
@@ -16,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from core.constants import FINISHED, STATUSES
-from db import repo
+from db import repo, searches
 from db.session import session_scope
 
 API_DIR = FilePath(__file__).resolve().parents[1]
@@ -81,6 +82,24 @@ def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]) -> HTM
         experiment_id=experiment_id,
         name=name,
         finished=list(FINISHED),
+    )
+
+
+@router.get("/search", response_class=HTMLResponse)
+def searches_page(request: Request) -> HTMLResponse:
+    return _page(request, "search.html", "Searches", search_id=None, name="Searches")
+
+
+@router.get("/search/{search_id}", response_class=HTMLResponse)
+def search_page(request: Request, search_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
+    """One search, live: trials, best so far, parallel coordinates, importances, the answer."""
+    with session_scope() as s:
+        search = searches.get_search(s, search_id)
+        if search is None:
+            raise HTTPException(404, f"search {search_id} not found")
+        name = search.name
+    return _page(
+        request, "search.html", f"Search #{search_id} {name}", search_id=search_id, name=name
     )
 
 

@@ -32,12 +32,12 @@ from sqlalchemy import case, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from api.deps import SettingsDep
+from api.deps import SettingsDep, get_actor
 from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.settings import Settings
-from db import repo, users
+from db import repo, scheduling, users
 from db.models import EpochRow, Experiment
 from db.session import session_scope
 
@@ -171,7 +171,7 @@ class QueueWatch:
                 if picked
                 else []
             )
-            positions = repo.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
+            positions = scheduling.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
             owners = users.names(s, {r.owner_id for r in rows})
             for row in rows:
                 mark = (
@@ -303,7 +303,7 @@ async def _stream(request: Request, watch: QueueWatch | RunWatch) -> AsyncIterat
 
 
 def _response(request: Request, watch: QueueWatch | RunWatch, settings: Settings) -> EventStream:
-    return EventStream(_stream(request, watch), repo.acting_token.get(), settings)
+    return EventStream(_stream(request, watch), get_actor(request).token_id, settings)
 
 
 def run_exists(experiment_id: int = Path(ge=1)) -> int:
@@ -330,4 +330,4 @@ async def run_events(
     request: Request, settings: SettingsDep, experiment_id: int = Depends(run_exists)
 ) -> StreamingResponse:
     """One run's state and epochs as they are written; ends when the run has finished."""
-    return _response(request, RunWatch(experiment_id, repo.acting_token.get()), settings)
+    return _response(request, RunWatch(experiment_id, get_actor(request).token_id), settings)

@@ -3,10 +3,10 @@
 import io
 import logging
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from api.deps import (
     NoBody,
     SessionDep,
     SettingsDep,
+    get_actor,
     get_experiment,
     may_act,
 )
@@ -38,13 +39,17 @@ from core import figures
 from core.constants import CANCELLED, QUEUED, STATUSES
 from core.queue import enqueue, spec_flops
 from core.spec import ExperimentSpec, architecture, cost_error
-from db import repo, searches, users
+from db import repo, scheduling, searches, users
 from db.models import Experiment, utcnow
 from db.session import session_scope
 
 log = logging.getLogger("labq.api")
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
+PriorityQuery = Annotated[
+    Literal["low", "normal", "high"],
+    Query(description="where the job ranks among queued jobs: low, normal or high"),
+]
 StatusFilter = Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")]
 
 
@@ -62,13 +67,18 @@ def submit(
     spec: ExperimentSpec,
     actor: users.Actor,
     idem: Idempotency | None = None,
+    priority: int = scheduling.NORMAL,
     **kw: Any,
 ) -> tuple[Experiment, str | None]:
     """Store, commit, then enqueue. A broker that is down leaves the job queued in SQL; it is
     re-sent when a worker (or `labq up`) starts, so the submission is never lost. With an
-    Idempotency-Key, the key and its answer are stored in the same transaction as the job."""
+    Idempotency-Key, the key and its answer are stored in the same transaction as the job.
+    Over a per-user limit: LimitExceeded (429), nothing stored."""
     idempotency.reserve(session, idem)
-    exp = repo.create_experiment(session, spec, owner_id=actor.user_id, **kw)
+    scheduling.check_user_limits(session, actor.user_id, actor.role, 1, priority)
+    exp = repo.create_experiment(
+        session, spec, token_id=actor.token_id, owner_id=actor.user_id, priority=priority, **kw
+    )
     users.audit(session, actor, "experiment.submit", f"experiment {exp.id}")
     idempotency.remember(session, idem, 202, accepted(exp), f"/experiments/{exp.id}")
     session.commit()
@@ -112,20 +122,11 @@ def traceback_for(exp: Experiment, viewer: int | None) -> str | None:
     return exp.traceback if exp.token_id == viewer else None
 
 
-class _RequestToken:
-    """The default viewer of to_public: the token of the request being answered."""
-
-
-REQUEST_TOKEN = _RequestToken()
-
-
-def to_public(
-    session: Session, exp: Experiment, viewer: int | None | _RequestToken = REQUEST_TOKEN
-) -> ExperimentPublic:
-    """`viewer`: the token id the caller acts with (None: no token); by default the request's."""
-    if isinstance(viewer, _RequestToken):
-        viewer = repo.acting_token.get()
-    position = repo.queue_positions(session, [exp.id]).get(exp.id)
+def to_public(session: Session, exp: Experiment, viewer: int | None) -> ExperimentPublic:
+    """`viewer`: the token id the caller acts with (None: no token)."""
+    position = (
+        scheduling.queue_positions(session, [exp.id]).get(exp.id) if exp.status == QUEUED else None
+    )
     started = exp.started_at or (utcnow() if exp.status == QUEUED else None)
     base = f"/experiments/{exp.id}"
     return ExperimentPublic(
@@ -136,6 +137,7 @@ def to_public(
         spec=exp.spec,
         sweep_id=exp.sweep_id,
         owner=users.owner_name(session, exp.owner_id),
+        priority=scheduling.PRIORITY_NAMES.get(exp.priority, "normal"),
         created_at=exp.created_at,
         started_at=exp.started_at,
         finished_at=exp.finished_at,
@@ -182,6 +184,7 @@ def to_summary(
     """`owners`: {user id: name} covering exp.owner_id (db.users.names)."""
     return ExperimentSummary(
         owner=(owners or {}).get(exp.owner_id, users.LOCAL_NAME),
+        priority=scheduling.PRIORITY_NAMES.get(exp.priority, "normal"),
         id=exp.id,
         name=exp.name,
         architecture=arch_of(exp.spec),
@@ -207,8 +210,12 @@ def create(
     response: Response,
     idem: IdempotencyDep,
     actor: ActorDep,
+    priority: PriorityQuery = "normal",
 ) -> Accepted | JSONResponse:
-    """Store the experiment and queue it: 202 with `Location`.
+    """Store the experiment and queue it: 202 with `Location`. `?priority=low|normal|high` ranks
+    it among the queued jobs (docs/guarantees.md, fair share); members may have at most
+    LABQ_MAX_HIGH_QUEUED_PER_USER queued high-priority jobs, and per-user limits on queued jobs
+    and daily training seconds apply (429 naming the limit, with Retry-After).
 
     Rules beyond the schema (each a 422 naming the field): the whole job's estimated cost (6 FLOP
     per weight per training image plus 2 per validation image, every epoch) must stay under
@@ -218,7 +225,7 @@ def create(
     check_cost(spec, settings.max_job_flops)
     if (first := idempotency.replay(session, idem)) is not None:
         return first
-    exp, warning = submit(session, spec, actor, idem)
+    exp, warning = submit(session, spec, actor, idem, scheduling.PRIORITIES[priority])
     response.headers["Location"] = f"/experiments/{exp.id}"
     return accepted(exp, warning)
 
@@ -284,7 +291,7 @@ def _page(
             offset=offset,
             **_owner_filter(session, owner, actor),
         )
-        positions = repo.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
+        positions = scheduling.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
         owners = users.names(session, {r.owner_id for r in rows})
         return ExperimentPage(
             items=[to_summary(r, positions.get(r.id), owners) for r in rows],
@@ -295,13 +302,13 @@ def _page(
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
-async def read(experiment_id: IdPath) -> ExperimentPublic:
-    return await run_in_threadpool(_read, experiment_id)
+async def read(experiment_id: IdPath, request: Request) -> ExperimentPublic:
+    return await run_in_threadpool(_read, experiment_id, get_actor(request).token_id)
 
 
-def _read(experiment_id: int) -> ExperimentPublic:
+def _read(experiment_id: int, viewer: int | None) -> ExperimentPublic:
     with session_scope() as session:
-        return to_public(session, get_experiment(experiment_id, session))
+        return to_public(session, get_experiment(experiment_id, session), viewer)
 
 
 @router.get("/{experiment_id}/history", response_model=list[EpochPublic])
@@ -365,7 +372,7 @@ def cancel(
     session.commit()
     enqueue_stored(new)
     session.refresh(exp)
-    return to_public(session, exp)
+    return to_public(session, exp, actor.token_id)
 
 
 @router.post(
@@ -381,7 +388,10 @@ def retry(
     """Queue a failed or cancelled experiment again, from scratch (its epochs and results are
     cleared; id, name, spec and owner are kept). Its owner or an admin (anyone else: 403)."""
     may_act(session, actor, exp.owner_id, f"experiment {exp.id}")
-    if not repo.retry(session, exp.id):
+    if exp.status in repo.RETRYABLE:
+        # the caller is the owner (a member, under their limits) or an admin (none)
+        scheduling.check_user_limits(session, actor.user_id, actor.role, 1, exp.priority)
+    if not repo.retry(session, exp.id, token_id=actor.token_id):
         raise HTTPException(
             409,
             f"experiment {exp.id} is {exp.status}; only failed or cancelled "
@@ -391,4 +401,4 @@ def retry(
     session.commit()
     session.refresh(exp)
     enqueue_stored([exp])
-    return to_public(session, exp)
+    return to_public(session, exp, actor.token_id)

@@ -1,4 +1,5 @@
-"""/presets: the lab's twelve sections; running one queues it as a sweep."""
+"""/presets: the lab's twelve sections; running one queues it as a sweep (a search preset: as a
+search)."""
 
 import copy
 from typing import Any
@@ -10,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import JSON_WRITE, ActorDep, SessionDep, SettingsDep
 from api.idempotency import IdempotencyDep
+from api.routes.searches import SearchAccepted, queue_search
 from api.routes.sweeps import queue_sweep
 from api.sweep_schemas import SweepAccepted
+from core.search import SearchSpec
 from core.spec import ExperimentSpec, field_path
 from core.sweep import MAX_REPEATS, SweepSpec, set_path
 from lab import presets as lab
@@ -22,7 +25,12 @@ router = APIRouter(prefix="/presets", tags=["presets"])
 class PresetRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    repeats: int = Field(1, ge=1, le=MAX_REPEATS, description="seeds per configuration")
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="seeds per configuration (a search preset: 1; its confirmation sets seeds)",
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         max_length=20,
@@ -76,7 +84,12 @@ def _apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[st
     return doc
 
 
-@router.post("/{name}/run", status_code=202, response_model=SweepAccepted, openapi_extra=JSON_WRITE)
+@router.post(
+    "/{name}/run",
+    status_code=202,
+    response_model=SweepAccepted | SearchAccepted,
+    openapi_extra=JSON_WRITE,
+)
 def run(
     name: str,
     session: SessionDep,
@@ -85,7 +98,9 @@ def run(
     idem: IdempotencyDep,
     actor: ActorDep,
     body: PresetRun | None = None,
-) -> SweepAccepted | JSONResponse:
+) -> SweepAccepted | SearchAccepted | JSONResponse:
+    """Queue a preset: a sweep of its grid, or, for a search preset (`kind` "search"), its
+    search (the overrides set on its base; every problem a 422 naming the field)."""
     preset = lab.get(name)
     if preset is None:
         raise HTTPException(404, f"preset {name!r} not found (GET /presets lists them)")
@@ -94,6 +109,22 @@ def run(
     assert preset.base is not None  # a runnable preset has a base
     body = body or PresetRun()
     base = _apply_overrides(preset.base, body.overrides)
+    if preset.search is not None:
+        if body.repeats != 1:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "repeats"),
+                        "msg": "a search preset runs each trial once; its confirmation re-runs "
+                        "the best on new seeds",
+                        "type": "search_preset",
+                    }
+                ]
+            )
+        search = SearchSpec.model_validate(
+            {**preset.search, "name": body.name or preset.name, "base": base}
+        )
+        return queue_search(session, settings, search, response, actor, preset=preset.name)
     spec = SweepSpec(
         name=body.name or preset.name, base=base, grid=preset.grid, repeats=body.repeats
     )

@@ -7,6 +7,7 @@ configurations are re-run on `confirm.seeds` new seeds, and the winner is chosen
 docs/guarantees.md; only its test accuracy is reported.
 """
 
+import warnings
 from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
@@ -17,14 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.deps import JSON_WRITE, MAX_ID, IdPath, NoBody, SessionDep, SettingsDep
+from api.deps import JSON_WRITE, MAX_ID, ActorDep, IdPath, NoBody, SessionDep, SettingsDep, may_act
 from api.routes.experiments import enqueue_stored
 from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.search import SearchSpec, check
+from core.settings import Settings
 from core.sweep import SweepError, label
+from db import scheduling, users
 from db import searches as db_searches
 from db.models import Experiment, Search
+from db.scheduling import NORMAL
 
 router = APIRouter(prefix="/searches", tags=["searches"])
 
@@ -46,7 +50,8 @@ class TrialRow(BaseModel):
     label: str
     epochs_done: int
     epochs_total: int
-    value: float | None  # the objective: the last recorded epoch's
+    value: float | None  # the objective: the last recorded epoch's (several: the first's)
+    values: list[float] | None = None  # several objectives: one per objective, once succeeded
     train_seconds: float | None
     model_params: int | None
 
@@ -54,6 +59,7 @@ class TrialRow(BaseModel):
 class SearchSummary(BaseModel):
     id: int
     name: str
+    owner: str
     status: str
     created_at: datetime
     trials_asked: int
@@ -64,7 +70,9 @@ class SearchSummary(BaseModel):
 
 class SearchPublic(SearchSummary):
     spec: dict[str, Any]
-    objective: dict[str, str]
+    objective: dict[str, str]  # several objectives: the first
+    objectives: list[dict[str, str]]
+    pareto_front: list[int] | None  # several objectives: the non-dominated trials' numbers
     best: TrialRow | None
     trials: list[TrialRow]
     confirmation: list[TrialRow]
@@ -82,10 +90,13 @@ def _status(search: Search, counts: Counter[str]) -> str:
 def _rows(session: Session, search: Search, exps: list[Experiment]) -> list[TrialRow]:
     spec = db_searches.spec_of(search)
     values = db_searches.objective_values(session, [e.id for e in exps], spec.objective.metric)
+    multi = db_searches.trial_values(session, spec, exps) if db_searches.several(spec) else {}
     rows = []
     for e in exps:
         t = e.search_trial or {}
         params = t.get("params") or {}
+        if db_searches.several(spec):
+            values[e.id] = (multi[e.id] or [])[:1]
         rows.append(
             TrialRow(
                 id=e.id,
@@ -99,6 +110,7 @@ def _rows(session: Session, search: Search, exps: list[Experiment]) -> list[Tria
                 value=values[e.id][-1] if values[e.id] else None,
                 train_seconds=e.train_seconds,
                 model_params=e.params,
+                values=multi.get(e.id),
             )
         )
     return rows
@@ -108,19 +120,20 @@ def _best(search: Search, rows: list[TrialRow]) -> TrialRow | None:
     done = [
         r for r in rows if r.number is not None and r.status == "succeeded" and r.value is not None
     ]
-    if not done:
+    if not done or db_searches.several(db_searches.spec_of(search)):
         return None
     maximize = db_searches.spec_of(search).objective.direction == "maximize"
     return (max if maximize else min)(done, key=lambda r: r.value or 0.0)
 
 
 def _summary(
-    search: Search, counts: Counter[str], best: TrialRow | None, asked: int
+    search: Search, counts: Counter[str], best: TrialRow | None, asked: int, owner: str
 ) -> dict[str, Any]:
     spec = db_searches.spec_of(search)
     return {
         "id": search.id,
         "name": search.name,
+        "owner": owner,
         "status": _status(search, counts),
         "created_at": search.created_at,
         "trials_asked": asked,
@@ -137,10 +150,14 @@ def _public(session: Session, search: Search) -> SearchPublic:
     counts = Counter(e.status for e in exps if db_searches.is_trial(e))
     best = _best(search, rows)
     spec = db_searches.spec_of(search)
+    several = db_searches.several(spec)
+    trial_exps = [e for e in exps if db_searches.is_trial(e)]
     return SearchPublic(
-        **_summary(search, counts, best, len(trials)),
+        **_summary(search, counts, best, len(trials), users.owner_name(session, search.owner_id)),
         spec=search.spec,
-        objective=spec.objective.model_dump(),
+        objective=spec.goals()[0].model_dump(),
+        objectives=[g.model_dump() for g in spec.goals()],
+        pareto_front=db_searches.pareto_front(session, search, trial_exps) if several else None,
         best=best,
         trials=trials,
         confirmation=[r for r in rows if r.number is None],
@@ -160,25 +177,49 @@ SearchDep = Annotated[Search, Depends(get_search)]
 
 @router.post("", status_code=202, response_model=SearchAccepted)
 def create(
-    spec: SearchSpec, session: SessionDep, settings: SettingsDep, response: Response
+    spec: SearchSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    actor: ActorDep,
 ) -> SearchAccepted:
-    """Store a search and queue its first `parallel` trials: 202 with `Location`.
+    """Store a search and queue its first `parallel` trials: 202 with `Location`. The search and
+    every trial it asks are owned by the caller (a viewer: 403).
 
     Rules beyond the schema (each a 422 naming the field, nothing stored): every space path must
     exist in the spec; every corner of the space must be a valid experiment under the cost cap
     (LABQ_MAX_JOB_FLOPS); `base.validation` must be a hold-out (selection never reads the test
-    set); a `grid` sampler takes int and categorical dimensions only."""
+    set); a `grid` sampler takes int and categorical dimensions only; several `objectives`
+    take no pruner and no `confirm`, and `cmaes` takes one objective."""
+    return queue_search(session, settings, spec, response, actor)
+
+
+def queue_search(
+    session: Session,
+    settings: Settings,
+    spec: SearchSpec,
+    response: Response,
+    actor: users.Actor,
+    preset: str | None = None,
+    loc: tuple[str, ...] = ("body",),
+) -> SearchAccepted:
+    """Check, store and queue a search (POST /searches, a search preset's run); every problem is
+    a 422 at `loc` + the field."""
     try:
         base = check(spec, settings.max_job_flops)
     except SweepError as exc:
         raise RequestValidationError(
             [
-                {"loc": ("body", *p.field.split(".")), "msg": p.msg, "type": p.type}
+                {"loc": (*loc, *p.field.split(".")), "msg": p.msg, "type": p.type}
                 for p in exc.problems
             ]
         ) from None
-    search, ids = db_searches.create_search(session, spec, base)
+    scheduling.check_user_limits(session, actor.user_id, actor.role, spec.parallel, NORMAL)
+    search, ids = db_searches.create_search(
+        session, spec, base, owner_id=actor.user_id, token_id=actor.token_id
+    )
     trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
+    users.audit(session, actor, "search.submit", f"search {search.id} ({len(ids)} trials)")
     session.commit()
     answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
     answer.warning = enqueue_stored(trials)
@@ -195,13 +236,14 @@ def list_(
 ) -> list[SearchSummary]:
     rows, total = db_searches.list_searches(session, limit=limit, offset=offset)
     response.headers["X-Total-Count"] = str(total)
+    owners = users.names(session, {s.owner_id for s in rows})
     out = []
     for s in rows:
         exps = db_searches.members(session, s.id)
         trials = [e for e in exps if db_searches.is_trial(e)]
         counts = Counter(e.status for e in trials)
         best = _best(s, _rows(session, s, trials))
-        out.append(SearchSummary(**_summary(s, counts, best, len(trials))))
+        out.append(SearchSummary(**_summary(s, counts, best, len(trials), owners[s.owner_id])))
     return out
 
 
@@ -216,10 +258,15 @@ def read(search: SearchDep, session: SessionDep) -> SearchPublic:
 @router.post(
     "/{search_id}/cancel", status_code=202, response_model=SearchPublic, openapi_extra=JSON_WRITE
 )
-def cancel(search: SearchDep, session: SessionDep, body: NoBody = None) -> SearchPublic:
+def cancel(
+    search: SearchDep, session: SessionDep, actor: ActorDep, body: NoBody = None
+) -> SearchPublic:
     """No new trial is asked; queued trials are cancelled at once, running ones stop at their
-    next epoch end (or sooner: the worker polls the cancel flag inside an epoch)."""
+    next epoch end (or sooner: the worker polls the cancel flag inside an epoch). Its owner or an
+    admin (anyone else: 403 naming the owner)."""
+    may_act(session, actor, search.owner_id, f"search {search.id}")
     db_searches.cancel_search(session, search.id)
+    users.audit(session, actor, "search.cancel", f"search {search.id}")
     session.commit()
     session.refresh(search)
     return _public(session, search)
@@ -265,8 +312,16 @@ def _importances(session: Session, search: Search) -> dict[str, float]:
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < 2:
         raise HTTPException(409, f"search {search.id} has fewer than two completed trials")
+    # Several objectives: importance to the first (the evaluator reads low values as good).
+    goal = db_searches.spec_of(search).goals()[0]
+    sign = -1.0 if goal.direction == "maximize" else 1.0
+    several = db_searches.several(db_searches.spec_of(search))
+    target = (lambda t: sign * t.values[0]) if several else None
     try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        with warnings.catch_warnings():  # with a target, the evaluator warns it minimizes it
+            warnings.simplefilter("ignore", UserWarning)
+            found = optuna.importance.get_param_importances(study, target=target)
+        return {k: float(v) for k, v in found.items()}
     except (RuntimeError, ValueError) as exc:
         raise HTTPException(409, f"search {search.id}: no importance yet ({exc})") from None
 
@@ -300,5 +355,30 @@ def parallel(search: SearchDep, session: SessionDep) -> Response:
     ]
     png = figures.parallel_png(
         axes, [r.value or 0.0 for r in rows], p.objective["metric"], search.name
+    )
+    return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/{search_id}/pareto.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def pareto(search: SearchDep, session: SessionDep) -> Response:
+    """Several objectives: every completed trial on the first two objectives, the Pareto front
+    marked and joined; 409 for a search of one objective or before a trial has completed."""
+    spec = db_searches.spec_of(search)
+    if not db_searches.several(spec):
+        raise HTTPException(409, f"search {search.id} has one objective: no Pareto front")
+    p = _public(session, search)
+    points = [(r.number or 0, r.values) for r in p.trials if r.values]
+    if not points:
+        raise HTTPException(409, f"search {search.id} has no completed trial yet")
+    goals = spec.goals()
+    png = figures.pareto_png(
+        [(n, v[0], v[1]) for n, v in points],
+        set(p.pareto_front or []),
+        [(g.metric, g.direction) for g in goals[:2]],
+        search.name,
     )
     return Response(png, media_type="image/png")

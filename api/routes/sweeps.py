@@ -22,7 +22,7 @@ from api.deps import (
     may_act,
 )
 from api.idempotency import Idempotency, IdempotencyDep
-from api.routes.experiments import enqueue_stored
+from api.routes.experiments import PriorityQuery, enqueue_stored
 from api.sweep_schemas import (
     METRICS,
     SweepAccepted,
@@ -35,7 +35,7 @@ from api.sweep_schemas import (
 from core import figures
 from core.settings import Settings
 from core.sweep import SweepError, SweepSpec, expand
-from db import repo, users
+from db import repo, scheduling, users
 from db import sweeps as db_sweeps
 from db.models import Sweep
 
@@ -51,6 +51,7 @@ def queue_sweep(
     preset: str | None = None,
     loc_prefix: tuple[int | str, ...] = ("body",),
     idem: Idempotency | None = None,
+    priority: int = scheduling.NORMAL,
 ) -> SweepAccepted | JSONResponse:
     """Expand and check every child (paths, values, child cap, cost cap), store the sweep and all
     children in one transaction, commit, then enqueue. Any problem: 422, nothing stored. With an
@@ -67,6 +68,7 @@ def queue_sweep(
     if (first := idempotency.replay(session, idem)) is not None:
         return first
     idempotency.reserve(session, idem)
+    scheduling.check_user_limits(session, actor.user_id, actor.role, len(children), priority)
     base = {**spec.base, "seed": children[0].spec.seed}  # the seed repeats count from
     sweep, exps = db_sweeps.create_sweep(
         session,
@@ -76,7 +78,9 @@ def queue_sweep(
         repeats=spec.repeats,
         preset=preset,
         children=[(c.spec, c.config_key) for c in children],
+        token_id=actor.token_id,
         owner_id=actor.user_id,
+        priority=priority,
     )
     users.audit(session, actor, "sweep.submit", f"sweep {sweep.id} ({len(exps)} experiments)")
     answer = SweepAccepted(
@@ -125,15 +129,25 @@ def create(
     response: Response,
     idem: IdempotencyDep,
     actor: ActorDep,
+    priority: PriorityQuery = "normal",
 ) -> SweepAccepted | JSONResponse:
-    """Store a sweep and every child, queued: 202 with `Location`.
+    """Store a sweep and every child, queued: 202 with `Location`. `?priority=` sets every
+    child's (see POST /experiments; per-user limits count every child).
 
     Rules beyond the schema (each a 422 naming the field, and nothing stored): every grid path
     must exist in the spec and every cell must be a valid experiment under the cost cap
     (LABQ_MAX_JOB_FLOPS); configurations x repeats must stay under LABQ_MAX_SWEEP_CHILDREN. With
     an `Idempotency-Key`, a re-send of the same body gets the first answer and stores nothing;
     the same key with another body is a 422 naming the header."""
-    return queue_sweep(session, settings, spec, response, actor, idem=idem)
+    return queue_sweep(
+        session,
+        settings,
+        spec,
+        response,
+        actor,
+        idem=idem,
+        priority=scheduling.PRIORITIES[priority],
+    )
 
 
 @router.get("", response_model=list[SweepSummary])

@@ -22,6 +22,10 @@ SPACE = {
     "layers.0.units": {"type": "int", "low": 8, "high": 64, "log": True},
     "layers.0.activation": {"type": "categorical", "choices": ["relu", "tanh"]},
 }
+GOALS = [
+    {"metric": "val_accuracy", "direction": "maximize"},
+    {"metric": "params", "direction": "minimize"},
+]
 
 
 def body(**over):
@@ -67,7 +71,24 @@ def totals(client: TestClient) -> tuple[int, int]:
         ({"base": {**TINY, "validation": "test"}}, "base.validation"),
         ({"base": {**TINY, "epochs": 0}}, "base.epochs"),
         ({"sampler": "grid"}, "space.optimizer.learning_rate.type"),
-        ({"sampler": "cmaes"}, "sampler"),
+        ({"sampler": "annealing"}, "sampler"),
+        (
+            {
+                "sampler": "cmaes",
+                "space": {"layers.0.activation": {"type": "categorical", "choices": ["relu"]}},
+            },
+            "sampler",
+        ),  # cmaes needs a float or int dimension
+        ({"objectives": [GOALS[0]]}, "objectives"),  # several means two or three
+        ({"objectives": [GOALS[0], GOALS[0]]}, "objectives.1.metric"),
+        (
+            {"objectives": [GOALS[0], {"metric": "test_accuracy", "direction": "maximize"}]},
+            "objectives.1.metric",
+        ),
+        ({"objectives": GOALS, "objective": {"metric": "val_loss"}}, "objectives"),
+        ({"objectives": GOALS, "pruner": {"type": "asha"}}, "pruner.type"),
+        ({"objectives": GOALS, "confirm": {"top": 2, "seeds": 2}}, "confirm"),
+        ({"objectives": GOALS, "sampler": "cmaes"}, "sampler"),
         (
             {
                 "sampler": "grid",
@@ -122,7 +143,9 @@ def test_cancel_stops_asking_and_cancels_queued_trials(client):
     assert client.get(f"/searches/{sid}").json()["trials_asked"] == 2
 
 
-def _finish(exp_id: int, curve: list[float], params: int, status: str = SUCCEEDED) -> list[int]:
+def _finish(
+    exp_id: int, curve: list[float], params: int, status: str = SUCCEEDED, seconds: float = 1.0
+) -> list[int]:
     """What the worker does: epochs in one transaction each (the pruner consulted after each),
     then the end and the next trials in one transaction. Returns the trials asked for."""
     from db import repo, searches
@@ -137,7 +160,7 @@ def _finish(exp_id: int, curve: list[float], params: int, status: str = SUCCEEDE
             status = PRUNED
             break
     with session_scope() as s:
-        repo.update_experiment(s, exp_id, params=params, status="running")
+        repo.update_experiment(s, exp_id, params=params, status="running", train_seconds=seconds)
         repo.finish(s, exp_id, status, test_accuracy=0.5 + params / 1e6)
         return searches.top_up(s, repo.get(s, exp_id).search_id)
 
@@ -233,3 +256,104 @@ def test_no_trial_is_asked_after_timeout_seconds(client):
     s = client.get(f"/searches/{r['id']}").json()
     assert s["trials_asked"] == 2 and s["status"] == "done"
     assert s["result"]["winner"] == 1
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_several_objectives_answer_with_the_pareto_front(client, sampler):
+    r = client.post(
+        "/searches", json=body(objectives=GOALS, sampler=sampler, trials=8, parallel=2)
+    ).json()
+    sid, queue = r["id"], list(r["trials"])
+    s = client.get(f"/searches/{sid}").json()
+    assert s["spec"]["pruner"]["type"] == "none"  # several objectives: no pruner
+    assert client.get(f"/searches/{sid}/pareto.png").status_code == 409
+    # (val_accuracy, params) per trial in the order they end: #2 is dominated by #1, #4 by #3.
+    points = [(0.80, 100), (0.90, 300), (0.85, 400), (0.95, 900), (0.94, 950), (0.70, 50)]
+    points += [(0.60, 60), (0.96, 2000)]
+    ended = {}
+    while queue:
+        exp = queue.pop(0)
+        acc, params = points[len(ended)]  # trials end in the order they were asked
+        queue += _finish(exp, [acc - 0.1, acc - 0.05, acc], params=params)
+        ended[exp] = (acc, params)
+    s = client.get(f"/searches/{sid}").json()
+    assert s["status"] == "done" and s["best"] is None
+    assert [o["metric"] for o in s["objectives"]] == ["val_accuracy", "params"]
+    by_number = {t["number"]: ended[t["id"]] for t in s["trials"]}
+    front = {
+        n
+        for n, (a, p) in by_number.items()
+        if not any(a2 >= a and p2 <= p and (a2, p2) != (a, p) for a2, p2 in by_number.values())
+    }
+    assert set(s["pareto_front"]) == front and s["result"]["pareto_front"] == sorted(front)
+    assert s["result"]["test_accuracy"] is None and s["result"]["winner"] is None
+    for t in s["trials"]:
+        assert t["values"] == [pytest.approx(by_number[t["number"]][0]), by_number[t["number"]][1]]
+    for fig in ("pareto", "progress", "parallel", "importance"):
+        png = client.get(f"/searches/{sid}/{fig}.png")
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG", (fig, png.text)
+    assert set(client.get(f"/searches/{sid}/importance").json()) == set(SPACE)
+
+
+def test_several_objectives_may_weigh_training_seconds(client):
+    goals = [GOALS[0], {"metric": "train_seconds", "direction": "minimize"}]
+    r = client.post("/searches", json=body(objectives=goals, trials=2, parallel=2)).json()
+    _finish(r["trials"][0], [0.5, 0.6, 0.9], params=10, seconds=30.0)
+    _finish(r["trials"][1], [0.5, 0.6, 0.8], params=10, seconds=10.0)
+    s = client.get(f"/searches/{r['id']}").json()
+    assert s["result"]["pareto_front"] == [0, 1]
+    assert [t["values"][1] for t in s["trials"]] == [30.0, 10.0]
+
+
+def test_one_objective_has_no_pareto_front(client):
+    sid = client.post("/searches", json=body()).json()["id"]
+    assert client.get(f"/searches/{sid}").json()["pareto_front"] is None
+    assert client.get(f"/searches/{sid}/pareto.png").status_code == 409
+
+
+def test_a_cmaes_search_keeps_its_state_in_the_trials_rows(client):
+    from db import searches
+    from db.session import session_scope
+
+    space = {
+        "optimizer.learning_rate": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
+        "layers.0.units": {"type": "int", "low": 8, "high": 64},
+    }
+    r = client.post(
+        "/searches", json=body(space=space, sampler="cmaes", trials=12, parallel=2, seed=7)
+    ).json()
+    sid, queue = r["id"], list(r["trials"])
+    while queue:
+        exp = queue.pop(0)
+        units = client.get(f"/experiments/{exp}").json()["spec"]["layers"][0]["units"]
+        v = 0.9 - abs(units - 40) / 100  # best near 40 units
+        queue += _finish(exp, [v - 0.1, v - 0.05, v], params=units)
+    s = client.get(f"/searches/{sid}").json()
+    assert s["status"] == "done" and s["trials_asked"] == 12
+    with session_scope() as session:
+        attrs = [
+            (e.search_trial or {}).get("system_attrs", {}) for e in searches.members(session, sid)
+        ]
+    # After its first (random) trial, each trial was drawn by CMA-ES, which keeps its generation
+    # and, once a generation is told, the optimizer itself in the trial's stored attributes.
+    assert sum(any(k.startswith("cma:generation") for k in a) for a in attrs) >= 10
+    assert any(any(k.startswith("cma:optimizer") for k in a) for a in attrs)
+    assert all(8 <= t["params"]["layers.0.units"] <= 64 for t in s["trials"])
+
+
+def test_section_12_runs_as_a_search_preset(client):
+    preset = client.get("/presets/s12-search").json()
+    assert preset["kind"] == "search" and preset["section"] == 12
+    assert preset["search"]["pruner"]["type"] == "asha"
+    before = totals(client)
+    small = {"train_samples": 2000, "validation.holdout": 200, "epochs": 2}
+    bad = client.post("/presets/s12-search/run", json={"repeats": 2, "overrides": small})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "repeats"
+    bad = client.post("/presets/s12-search/run", json={"overrides": {"layers.9.units": 3}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"].startswith("overrides")
+    assert totals(client) == before
+    r = client.post("/presets/s12-search/run", json={"overrides": small})
+    assert r.status_code == 202, r.text
+    s = client.get(r.json()["url"]).json()
+    assert s["name"] == "s12-search" and s["trials_target"] == 40 and s["trials_asked"] == 2
+    assert s["spec"]["base"]["train_samples"] == 2000 and s["spec"]["confirm"]["seeds"] == 3

@@ -23,7 +23,11 @@ def stack(tmp_path_factory):
         tmp_path_factory,
         None,
         None,
-        extra_env={"LABQ_MAX_EVENT_STREAMS": str(MAX_EVENT_STREAMS)},
+        extra_env={
+            "LABQ_MAX_EVENT_STREAMS": str(MAX_EVENT_STREAMS),
+            # test_search_page.py holds its search's first trial in epoch 1 while the page is open
+            "LABQ_TEST_HOLD_IN_EPOCH": "e2e-search #0:1",
+        },
     )
     s.start()
     yield s

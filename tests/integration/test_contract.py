@@ -14,6 +14,9 @@ from tests.stack import ROOT, Stack
 pytestmark = pytest.mark.integration
 
 
+# About 3 minutes on a quiet 2-core machine; over 10 with the cores loaded 8-fold. The limits are
+# a backstop for a hung run, not a speed target.
+@pytest.mark.timeout(2400)
 def test_schemathesis_run_finds_no_contract_failure(tmp_path):
     stack = Stack(tmp_path / "data", extra_env={"LABQ_MAX_JOB_FLOPS": "1e10"}).start()
     try:
@@ -35,10 +38,12 @@ def test_schemathesis_run_finds_no_contract_failure(tmp_path):
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=2300,
         )
     finally:
         stack.stop()
-    report = out.stdout[-6000:] + out.stderr[-2000:]
+    # A generated body can be megabytes long: cut long lines so the failures stay in view.
+    lines = (out.stdout + out.stderr).splitlines()
+    report = "\n".join(line if len(line) < 400 else line[:400] + " …" for line in lines)[-12000:]
     assert out.returncode == 0, report
     assert " passed" in out.stdout, report

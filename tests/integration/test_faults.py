@@ -100,7 +100,7 @@ def test_job_that_kills_its_worker_fails_at_the_attempt_cap(faulty):
             "train_samples": 2000,
         }
     )
-    done = faulty.wait(exp_id, timeout=300)
+    done = faulty.wait(exp_id, timeout=540)
     assert done["status"] == "failed", done
     assert "attempt cap 2" in done["error"] and done["attempt"] == 2
     # Epoch 1 was finished once; epoch 2 killed the worker each time and was never recorded.

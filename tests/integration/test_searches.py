@@ -100,6 +100,34 @@ def test_search_end_to_end(stack, tmp_path):
     assert {t["id"] for t in s["trials"]} <= {e["id"] for e in listed["items"]}
 
 
+def test_several_objectives_end_with_the_pareto_front(stack):
+    """nsga2 on hold-out accuracy against parameters: the worker's own numbers are the values."""
+    body = {
+        "name": "accuracy vs size",
+        "base": {**BASE, "epochs": 1},
+        "space": {"layers.0.units": {"type": "int", "low": 4, "high": 64, "log": True}},
+        "objectives": [
+            {"metric": "val_accuracy", "direction": "maximize"},
+            {"metric": "params", "direction": "minimize"},
+        ],
+        "sampler": "nsga2",
+        "seed": 4,
+        "trials": 3,
+        "parallel": 2,
+    }
+    r = httpx.post(f"{stack.url}/searches", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    s = wait_search(stack, r.json()["id"], lambda s: s["result"] is not None)
+    assert s["status"] == "done" and {t["status"] for t in s["trials"]} == {"succeeded"}
+    for t in s["trials"]:
+        run = httpx.get(f"{stack.url}/experiments/{t['id']}").json()
+        assert t["values"] == [t["value"], run["params"]] and run["test"]["accuracy"] is None
+    assert s["pareto_front"] and s["result"]["pareto_front"] == s["pareto_front"]
+    png = httpx.get(f"{stack.url}/searches/{s['id']}/pareto.png")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert "Pareto front" in stack.cli("search", "show", str(s["id"])).stdout
+
+
 def test_cancel_stops_every_trial(stack):
     body = {
         "name": "cancel me",

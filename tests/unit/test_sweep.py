@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from core.search import SearchSpec, check
 from core.sweep import SweepError, SweepSpec, config_key, expand, get_path, label, set_path
 from lab import presets
 
@@ -144,7 +145,7 @@ def test_presets_cover_the_twelve_sections_and_expand():
     optimal = presets.get("s12-optimal")
     assert optimal.base["validation"] == {"holdout": 5000} and "decay" in optimal.description
     for p in all_presets.values():
-        if not p.runnable:
+        if not p.runnable or p.search is not None:
             continue
         children = expand(SweepSpec(name=p.name, base=p.base, grid=p.grid), 200, 5e14)
         assert len(children) == p.public()["configurations"]
@@ -152,6 +153,11 @@ def test_presets_cover_the_twelve_sections_and_expand():
         keys = {json.dumps(c.config, sort_keys=True) for c in children}
         for ref in p.reference:
             assert json.dumps(ref["config"], sort_keys=True) in keys, (p.name, ref)
+    # Section 12 as a search: a valid search spec under the default cost cap, on a hold-out.
+    s12 = presets.get("s12-search")
+    assert s12.public()["kind"] == "search" and presets.get("s12-optimal").kind == "sweep"
+    spec = SearchSpec.model_validate({**s12.search, "name": s12.name, "base": s12.base})
+    assert check(spec, 5e14)["validation"] == {"holdout": 5000}
     widths = [
         c.spec.layers[0].units
         for c in expand(

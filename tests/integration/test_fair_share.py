@@ -1,0 +1,74 @@
+"""Fair share on a live labq with one real worker (SQLite and PostgreSQL): ann's sweep of 20 runs
+is queued behind her held run, then ben queues one run; when ann's run ends, ben's is the next to
+start, and the queue position the API showed him beforehand was 1. The worker's hold hook keeps
+ann's first run inside its epoch until the queue is in place, so nothing races the clock."""
+
+import os
+
+import httpx
+import pytest
+
+from tests.stack import Stack, create_pg_database
+
+pytestmark = pytest.mark.integration
+
+RUN = {"layers": [{"units": 8}], "epochs": 1, "batch_size": 256, "train_samples": 1000}
+FIRST = {**RUN, "name": "ann-first", "epochs": 2}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stack(request, tmp_path):
+    database_url = ""
+    if request.param == "postgres":
+        admin = os.environ.get("LABQ_TEST_PG_URL")
+        if not admin:
+            pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
+        database_url = create_pg_database(admin)
+    s = Stack(
+        tmp_path / "data",
+        database_url=database_url,
+        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "ann-first:1"},
+    )
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_one_persons_sweep_does_not_hold_back_anothers_run(stack):
+    def user(name: str) -> dict[str, str]:
+        out = stack.cli("user", "add", name, "--role", "member")
+        return {"Authorization": f"Bearer {out.stdout.strip()}"}
+
+    ann, ben = user("ann"), user("ben")
+    with httpx.Client(base_url=stack.url, timeout=30) as c:
+        r = c.post("/experiments", json=FIRST, headers=ann)
+        assert r.status_code == 202, r.text
+        first = r.json()["id"]
+        stack.held(first)  # the only worker is busy with ann's run
+
+        grid = {"optimizer.learning_rate": [round(0.001 * (i + 1), 4) for i in range(10)]}
+        sweep = {"name": "ann-sweep", "base": RUN, "grid": grid, "repeats": 2}
+        r = c.post("/sweeps", json=sweep, headers=ann)
+        assert r.status_code == 202, r.text
+        sweep_id, children = r.json()["id"], r.json()["children"]
+        assert len(children) == 20
+        r = c.post("/experiments", json={**RUN, "name": "ben-one"}, headers=ben)
+        assert r.status_code == 202, r.text
+        single = r.json()["id"]
+
+        # What ben is shown is the order the worker will follow.
+        assert c.get(f"/experiments/{single}").json()["queue_position"] == 1
+        positions = [c.get(f"/experiments/{i}").json()["queue_position"] for i in children[:3]]
+        assert positions == [2, 3, 4]
+
+        stack.release(first)
+        stack.wait(first)
+        done = stack.wait(single)
+        assert done["status"] == "succeeded", done
+        r = c.post(f"/sweeps/{sweep_id}/cancel", json={}, headers=ann)
+        assert r.status_code == 202, r.text
+
+    starts = stack.sql(
+        "SELECT id FROM experiments WHERE started_at IS NOT NULL ORDER BY started_at, id"
+    )
+    assert [row[0] for row in starts][:2] == [first, single], (starts, stack.logs())
