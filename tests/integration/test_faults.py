@@ -2,9 +2,10 @@
 time, a database locked during writes, a cancel inside a long epoch, a broker that redelivers a
 running job, a Redis that dies and comes back.
 
-Every test runs on two legs: `embedded` (`labq up`: SQLite, the embedded Redis, its worker) and
-`distributed` (PostgreSQL, a Redis server, `labq api` and separate `labq worker` processes with
-their own host names, as docker-compose runs them: tests.stack.DistributedStack).
+Every test but the Redis restart (on the distributed leg a part of test_chaos.py) runs on two
+legs: `embedded` (`labq up`: SQLite, the embedded Redis, its worker) and `distributed`
+(PostgreSQL, a Redis server, `labq api` and separate `labq worker` processes with their own host
+names, as docker-compose runs them: tests.stack.DistributedStack).
 
 Each test names the guarantee of docs/guarantees.md that it proves."""
 
