@@ -119,7 +119,9 @@ class JobCollector(Collector):
             "labq_queue_oldest_age_seconds", "Age of the oldest queued job (0: none).", value=age
         )
         running = GaugeMetricFamily(
-            "labq_running_jobs", "Running jobs per worker process (host:pid).", labels=["worker"]
+            "labq_running_jobs",
+            "Running jobs per worker process (host~namespace:pid).",
+            labels=["worker"],
         )
         for worker, n in per_worker:
             running.add_metric([worker or "unknown"], n)

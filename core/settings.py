@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # Worker behaviour.
     lease_seconds: int = Field(120, validation_alias=AliasChoices("LABQ_LEASE_SECONDS"))
     max_attempts: int = Field(3, validation_alias=AliasChoices("LABQ_MAX_ATTEMPTS"))
+    # The host name a worker's leases record (empty: the machine's); see worker.lease. No `~` or
+    # `:`, which separate it from the namespace digest and the pid.
+    worker_host: str = Field(
+        "", max_length=100, pattern=r"^[^~:]*$", validation_alias=AliasChoices("LABQ_WORKER_HOST")
+    )
     max_jobs_per_child: int = Field(50, validation_alias=AliasChoices("LABQ_MAX_JOBS_PER_CHILD"))
     visibility_timeout: int = Field(
         48 * 3600, validation_alias=AliasChoices("LABQ_VISIBILITY_TIMEOUT")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from cli.stack import redis_server_binary, write_redis_config
-from tests.stack import Stack, create_pg_database, free_port
+from tests.stack import DistributedStack, Stack, create_pg_database, free_port
 
 TINY = {"layers": [{"units": 32}], "epochs": 2, "batch_size": 128, "train_samples": 2000}
 
@@ -75,6 +75,19 @@ def make_stack(backend: str, tmp_path_factory, pg_admin_url, external_redis, **k
             **kw,
         )
     return Stack(data, **kw)
+
+
+def make_distributed(tmp_path_factory, pg_admin_url, workers: int = 1, **kw) -> DistributedStack:
+    """The distributed leg as separate processes (tests.stack.DistributedStack) on a fresh
+    PostgreSQL database; skipped without PostgreSQL, like the postgres leg."""
+    if not pg_admin_url:
+        pytest.skip("distributed leg: LABQ_TEST_PG_URL not set (run via `make test`)")
+    return DistributedStack(
+        tmp_path_factory.mktemp("labq-distributed"),
+        database_url=create_pg_database(pg_admin_url),
+        workers=workers,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

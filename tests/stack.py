@@ -2,6 +2,8 @@
 ports, with the embedded Redis and SQLite, or with PostgreSQL and a separately started Redis) plus
 the HTTP helpers the tests assert with."""
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from cli.livestack import ROOT, LiveStack, free_port
 from core.constants import FINISHED
 from worker.testhooks import hold_paths
 
-__all__ = ["ROOT", "Stack", "create_pg_database", "free_port"]
+__all__ = ["ROOT", "DistributedStack", "Stack", "create_pg_database", "free_port"]
 
 
 def create_pg_database(admin_url: str) -> str:
@@ -104,3 +106,144 @@ class Stack(LiveStack):
         return self.sql(
             "SELECT epoch, attempt FROM epochs WHERE experiment_id = :i ORDER BY epoch", i=exp_id
         )
+
+
+class DistributedStack(Stack):
+    """The distributed configuration as docker-compose runs it, as plain processes: its own Redis
+    server (password, append-only file, restartable), `labq migrate` once, `labq api`, and
+    `workers` separate `labq worker` processes, each in its own process group (killing the group
+    is a host or container dying) and with its own host name (`LABQ_WORKER_HOST=host-<i>`), as if
+    each ran on a host of its own. Every process shares the data dir only for the test hooks'
+    markers and the logs (logs/api.log, logs/worker-<i>.log)."""
+
+    def __init__(self, data_dir, database_url: str, workers: int = 1, **kw) -> None:
+        super().__init__(data_dir, database_url=database_url, **kw)
+        self.workers = workers
+        self.redis_proc: subprocess.Popen | None = None
+        self.api_proc: subprocess.Popen | None = None
+        self.worker_procs: dict[int, subprocess.Popen] = {}
+        self.redis_url = f"redis://:distributed-stack@127.0.0.1:{self.redis_port}/0"
+
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        fd = os.open(logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as log:
+            return subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env or self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    # --- Redis ---------------------------------------------------------------------------------
+    def start_redis(self) -> None:
+        import redis
+
+        from cli.stack import redis_server_binary, write_redis_config
+
+        rdir = self.data_dir / "broker"
+        rdir.mkdir(parents=True, exist_ok=True)
+        conf = write_redis_config(rdir / "redis.conf", "distributed-stack")
+        self.redis_proc = self._spawn(
+            "redis",
+            [str(redis_server_binary()), str(conf), "--port", str(self.redis_port)]
+            + ["--bind", "127.0.0.1", "--dir", str(rdir), "--save", "", "--appendonly", "yes"],
+        )
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis did not start\n{self.logs()}") from None
+                time.sleep(0.1)
+
+    def kill_redis(self) -> None:
+        """SIGKILL: whatever its append-only file had not yet written is lost."""
+        if self.redis_proc and self.redis_proc.poll() is None:
+            self.redis_proc.kill()
+            self.redis_proc.wait()
+
+    # --- workers -------------------------------------------------------------------------------
+    def start_worker(self, i: int) -> subprocess.Popen:
+        env = {**self.env, "LABQ_WORKER_HOST": f"host-{i}"}
+        proc = self._spawn(f"worker-{i}", [sys.executable, "-m", "cli.main", "worker"], env)
+        self.worker_procs[i] = proc
+        return proc
+
+    def worker_of(self, pid: int) -> int:
+        """Which worker (index) a process belongs to: its process group is the worker's."""
+        pgid = os.getpgid(pid)
+        return next(i for i, p in self.worker_procs.items() if p.pid == pgid)
+
+    def kill_worker(self, i: int) -> None:
+        """SIGKILL the whole worker (its Celery parent and its pool child), as a host dying."""
+        proc = self.worker_procs[i]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def wait_workers(self, n: int, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                h = httpx.get(f"{self.url}/health", timeout=5).json()
+                if h["status"] == "ok" and len(h["workers"]) >= n:
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{n} workers never answered\n{self.logs()}")
+            time.sleep(0.3)
+
+    # --- the whole stack -----------------------------------------------------------------------
+    def start(self, wait_workers: bool = True, timeout: float = 180) -> "DistributedStack":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.start_redis()
+        migrate = subprocess.run(
+            [sys.executable, "-m", "cli.main", "migrate"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        self.api_proc = self._spawn("api", [sys.executable, "-m", "cli.main", "api"])
+        self.proc = self.api_proc  # what LiveStack's helpers look at
+        for i in range(self.workers):
+            self.start_worker(i)
+        if wait_workers:
+            self.wait_workers(self.workers, timeout)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+        procs = [*self.worker_procs.values(), self.api_proc]
+        for proc in procs:
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, sig)
+        for proc in procs:
+            if proc:
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        if self.redis_proc and self.redis_proc.poll() is None:
+            self.redis_proc.terminate()
+            self.redis_proc.wait(timeout)
+
+    def child_pid(self, name: str) -> int | None:
+        proc = {"api": self.api_proc, "redis": self.redis_proc}.get(name)
+        return proc.pid if proc else None
+
+    def logs(self, tail: int = 4000) -> str:
+        out = []
+        for path in sorted((self.data_dir / "logs").glob("*.log")):
+            out.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-tail:])
+        return "\n".join(out)

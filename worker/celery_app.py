@@ -26,9 +26,16 @@ _stop = threading.Event()
 def _child_init(**_):
     """A child that cannot train must not take jobs: it exits (after a pause, so a lasting fault
     does not spin) and Celery starts another, instead of failing every job it is given."""
+    from db.session import get_engine
     from worker import runtime
     from worker.breaker import stop_taking_jobs
 
+    # A child forked after the parent's reaper used the database (one started to replace a child
+    # that died) inherits the parent's pooled connections: on PostgreSQL two processes on one
+    # socket garble each other's replies. Give the child a pool of its own, leaving the
+    # parent's connections open for the parent.
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)
     try:
         runtime.warm_up()
     except runtime.WorkerEnvironmentError as exc:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import socket
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ from worker.lease import (
     transient,
     truncate_if_ours,
     update_if_ours,
+    worker_name,
 )
 from worker.runtime import WorkerEnvironmentError
 
@@ -77,12 +76,6 @@ def run_job(experiment_id: int) -> str:
             f"(the last: experiment {job.id}, {outcome})"
         )
     return outcome
-
-
-def worker_name() -> str:
-    """`host:pid` of the process that trains (a pool child, not the Celery parent): the reaper
-    expires at once the lease of a job whose process on this host is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def environment_failure(exc: BaseException) -> bool:

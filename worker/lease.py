@@ -7,9 +7,14 @@ numbers only grow, so no later run can share one. `db_write` retries a write wit
 the database is locked or away, for up to db_retry_seconds.
 """
 
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time
+from functools import cache
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import (
@@ -25,6 +30,48 @@ from db import repo
 from db.session import session_scope
 
 log = logging.getLogger("labq.job")
+
+
+# --- who holds a lease: the worker name a claim records -----------------------------------------
+
+
+@cache
+def _namespace() -> str:
+    """A short digest of this kernel's boot and this process's pid namespace ('' where the
+    system does not say, as off Linux). Two containers on one machine share the boot but not the
+    pid namespace; two machines share neither; so equal digests mean the same pids."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pid_ns = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}/{pid_ns}".encode()).hexdigest()[:8]
+
+
+def host_identity() -> str:
+    """This host as a lease records it: `LABQ_WORKER_HOST` (default: the host name), then `~` and
+    the namespace digest when there is one. Two workers share it only when they see the same
+    processes under the same pids."""
+    host = get_settings().worker_host or socket.gethostname()
+    ns = _namespace()
+    return f"{host}~{ns}" if ns else host
+
+
+def worker_name() -> str:
+    """`host~namespace:pid` of the process that trains (a pool child, not the Celery parent)."""
+    return f"{host_identity()}:{os.getpid()}"
+
+
+def local_pid(worker: str | None) -> int | None:
+    """The pid of the lease holder when it is a process this one can see under that pid: the
+    same host name and the same boot and pid namespace. None for any other host, for a name
+    without a namespace digest (an older labq, or a system that gives none: those leases are
+    left to run out), and for anything unparsable. So the reaper's "dead pid on this host" rule
+    never looks up another host's pid here, where it may mean nothing or another process."""
+    owner, _, pid = (worker or "").rpartition(":")
+    if not pid.isdigit() or "~" not in owner or owner != host_identity():
+        return None
+    return int(pid)
 
 
 class LeaseLost(Exception):

@@ -11,17 +11,18 @@ ahead of the jobs queued after it, so it keeps its place.
 
 import logging
 import os
-import socket
 from datetime import timedelta
 
 import redis
+from sqlalchemy import update
 
-from core.constants import FAILED
+from core.constants import FAILED, RUNNING
 from core.queue import enqueue, spec_flops, unsent
 from core.settings import get_settings
 from db import repo, searches
-from db.models import utcnow
-from db.session import session_scope
+from db.models import Experiment, utcnow
+from db.session import rowcount, session_scope
+from worker.lease import local_pid
 
 log = logging.getLogger("labq.reaper")
 
@@ -87,12 +88,24 @@ def _pid_alive(pid: int) -> bool:
 
 def _expire_dead_local(session) -> None:
     """A job leased by a process of this host that no longer exists need not wait for its lease
-    to run out: expire it now (worker names are `host:pid`)."""
-    host = socket.gethostname()
+    to run out: expire it now. "This host" is the lease's whole host identity (name, boot and pid
+    namespace: worker.lease.local_pid), never the host name alone: a worker in another container
+    or on another machine of the same name may run under a pid that is free here."""
     for exp in repo.running(session):
-        owner_host, _, pid = (exp.worker or "").rpartition(":")
-        if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-            log.warning("experiment %s: its worker process %s is gone; lease expired", exp.id, pid)
-            repo.update_experiment(
-                session, exp.id, lease_expires_at=utcnow() - timedelta(seconds=1)
+        pid = local_pid(exp.worker)
+        if pid is None or _pid_alive(pid):
+            continue
+        # Only the run we saw: a claim that took the job over since (a new worker and attempt,
+        # a fresh lease) must keep its lease.
+        expired = session.execute(
+            update(Experiment)
+            .where(
+                Experiment.id == exp.id,
+                Experiment.status == RUNNING,
+                Experiment.attempt == exp.attempt,
+                Experiment.worker == exp.worker,
             )
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        if rowcount(expired):
+            log.warning("experiment %s: its worker process %s is gone; lease expired", exp.id, pid)

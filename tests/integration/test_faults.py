@@ -1,6 +1,11 @@
-"""Faults injected into a live labq (real Redis, Celery worker processes, SQLite): a worker killed
-mid-epoch, a job that kills its worker every time, a database locked during writes, a cancel inside
-a long epoch, a broker that redelivers a running job, a Redis that dies and comes back.
+"""Faults injected into a live labq: a worker killed mid-epoch, a job that kills its worker every
+time, a database locked during writes, a cancel inside a long epoch, a broker that redelivers a
+running job, a Redis that dies and comes back.
+
+Every test but the Redis restart (on the distributed leg a part of test_chaos.py) runs on two
+legs: `embedded` (`labq up`: SQLite, the embedded Redis, its worker) and `distributed`
+(PostgreSQL, a Redis server, `labq api` and separate `labq worker` processes with their own host
+names, as docker-compose runs them: tests.stack.DistributedStack).
 
 Each test names the guarantee of docs/guarantees.md that it proves."""
 
@@ -15,6 +20,7 @@ import httpx
 import pytest
 
 from cli.stack import redis_server_binary
+from tests.conftest import make_distributed
 from tests.stack import ROOT, Stack, free_port
 
 pytestmark = pytest.mark.integration
@@ -26,22 +32,27 @@ def worker_log(stack: Stack) -> str:
     return "".join(p.read_text(errors="replace") for p in (stack.data_dir / "logs").glob("*.log"))
 
 
-@pytest.fixture(scope="module")
-def faulty(tmp_path_factory):
+LEGS = ["embedded", "distributed"]
+
+
+@pytest.fixture(scope="module", params=LEGS)
+def faulty(request, tmp_path_factory, pg_admin_url):
     """A short lease (dead workers are noticed in seconds), an attempt cap of 2, a SQLite busy
     timeout of 0.5 s (a held lock makes writes fail, not wait), and the crash hook for CRASHER."""
-    s = Stack(
-        tmp_path_factory.mktemp("faults"),
-        extra_env={
-            "LABQ_LEASE_SECONDS": "6",
-            "LABQ_MAX_ATTEMPTS": "2",
-            "LABQ_SQLITE_BUSY_MS": "500",
-            "LABQ_CANCEL_POLL_SECONDS": "0.5",
-            "LABQ_CANCEL_CHECK_BATCHES": "20",
-            "LABQ_TEST_CRASH_ON_EPOCH": f"{CRASHER}:2",
-            "LABQ_TEST_HOLD_IN_EPOCH": "killed:3,long-epochs:2,locked:3",
-        },
-    )
+    env = {
+        "LABQ_LEASE_SECONDS": "6",
+        "LABQ_MAX_ATTEMPTS": "2",
+        "LABQ_SQLITE_BUSY_MS": "500",
+        "LABQ_CANCEL_POLL_SECONDS": "0.5",
+        "LABQ_CANCEL_CHECK_BATCHES": "20",
+        "LABQ_TEST_CRASH_ON_EPOCH": f"{CRASHER}:2",
+        "LABQ_TEST_HOLD_IN_EPOCH": "killed:3,long-epochs:2,locked:3",
+    }
+    if request.param == "distributed":
+        s = make_distributed(tmp_path_factory, pg_admin_url, extra_env=env)
+    else:
+        s = Stack(tmp_path_factory.mktemp("faults"), extra_env=env)
+    s.leg = request.param
     s.start()
     yield s
     s.stop()
@@ -103,7 +114,11 @@ def test_job_that_kills_its_worker_fails_at_the_attempt_cap(faulty):
 
 
 def test_database_locked_during_writes_is_retried(faulty):
-    """Guarantee: a database locked for a few seconds delays a job, it does not strand it."""
+    """Guarantee: a database locked for a few seconds delays a job, it does not strand it.
+    SQLite: an exclusive lock against a 0.5 s busy timeout, so writes fail and are retried.
+    PostgreSQL: an exclusive lock on the epochs table, which the epoch's write waits on."""
+    if faulty.leg == "distributed":
+        return _postgres_locked_during_writes(faulty)
     exp_id = faulty.submit(
         {
             "name": "locked",
@@ -129,6 +144,36 @@ def test_database_locked_during_writes_is_retried(faulty):
     assert [e for e, _ in faulty.epoch_attempts(exp_id)] == list(range(1, 16))
     log = worker_log(faulty)
     assert "database is locked" in log and "Retrying" in log
+
+
+def _postgres_locked_during_writes(faulty):
+    import psycopg
+
+    exp_id = faulty.submit(
+        {
+            "name": "locked",
+            "layers": [{"units": 32}],
+            "epochs": 15,
+            "batch_size": 64,
+            "train_samples": 3000,
+        }
+    )
+    faulty.held(exp_id)  # inside epoch 3, so its end write comes while the lock is held
+    url = faulty.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        conn.execute("LOCK TABLE epochs IN ACCESS EXCLUSIVE MODE")
+        faulty.release(exp_id)
+        # Held until a worker's write is waiting on the lock.
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 120
+        with psycopg.connect(url, autocommit=True) as probe:
+            while probe.execute(waiting).fetchone()[0] == 0:
+                assert time.monotonic() < deadline, f"no write waited\n{faulty.logs()}"
+                time.sleep(0.1)
+        conn.commit()
+    done = faulty.wait(exp_id, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert [e for e, _ in faulty.epoch_attempts(exp_id)] == list(range(1, 16))
 
 
 def test_cancel_inside_a_long_epoch(faulty):
@@ -188,40 +233,21 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry", json={}).status_code == 409
 
 
-def test_redelivered_job_trains_once(tmp_path_factory):
+@pytest.mark.parametrize("leg", LEGS)
+def test_redelivered_job_trains_once(leg, tmp_path_factory, pg_admin_url):
     """Guarantee: no job trains twice at once. Redis redelivers the running job's message after
-    a 2 s visibility timeout; the second worker finds the live lease and leaves."""
-    stack = Stack(
-        tmp_path_factory.mktemp("redeliver"),
-        extra_env={"LABQ_VISIBILITY_TIMEOUT": "2", "LABQ_TEST_HOLD_IN_EPOCH": "long:2"},
-    )
+    a 2 s visibility timeout; the second worker finds the live lease and leaves. Embedded: a
+    second Celery worker beside `labq up`'s; distributed: two `labq worker`s on two hosts."""
+    env = {"LABQ_VISIBILITY_TIMEOUT": "2", "LABQ_TEST_HOLD_IN_EPOCH": "long:2"}
+    if leg == "distributed":
+        stack: Stack = make_distributed(tmp_path_factory, pg_admin_url, workers=2, extra_env=env)
+    else:
+        stack = Stack(tmp_path_factory.mktemp("redeliver"), extra_env=env)
     stack.start()
     second = None
     try:
-        log = open(stack.data_dir / "logs" / "second-worker.log", "ab")
-        second = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "-Q",
-                "labq",
-                "--concurrency",
-                "1",
-                "-n",
-                "second@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=stack.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        if leg == "embedded":
+            second = _second_worker(stack)
         deadline = time.monotonic() + 120
         while len(httpx.get(f"{stack.url}/health", timeout=5).json()["workers"]) < 2:
             assert time.monotonic() < deadline, stack.logs()
@@ -258,6 +284,19 @@ def test_redelivered_job_trains_once(tmp_path_factory):
         stack.stop()
 
 
+def _second_worker(stack: Stack) -> subprocess.Popen:
+    log = open(stack.data_dir / "logs" / "second-worker.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "labq"]
+        + ["--concurrency", "1", "-n", "second@%h", "--loglevel", "INFO"],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def _redis(port: int, data_dir) -> subprocess.Popen:
     proc = subprocess.Popen(
         [
@@ -289,7 +328,9 @@ def _redis(port: int, data_dir) -> subprocess.Popen:
 
 def test_redis_restarted_mid_job(tmp_path_factory):
     """Guarantee: a broker that dies and comes back loses nothing: the running job completes,
-    a job submitted while it was down is accepted at once and runs when it is back."""
+    a job submitted while it was down is accepted at once and runs when it is back. (On the
+    distributed leg the same fault, with the same checks, is part of test_chaos.py, which keeps
+    the suite from starting one more stack for it.)"""
     port = free_port()
     rdir = tmp_path_factory.mktemp("redis-restart")
     redis_proc = _redis(port, rdir)

@@ -173,3 +173,75 @@ def test_retry_keeps_the_attempt_number_and_restarts_the_cap(env):
         assert again.attempt == run.attempt + 1 and again.first
         assert repo.get(s, job).retry_base == run.attempt
         assert not repo.renew_lease(s, job, run.attempt, 60)  # the old run is fenced off
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_dead_pid_rule_never_touches_another_hosts_job(env, monkeypatch):
+    """Guarantee: a dead worker is noticed at once only on its own host. The rule compares the
+    lease's whole host identity (host name, boot, pid namespace), so a live job of a worker on
+    another host, or in another container of the same host name, whose pid is free here keeps
+    its lease; so does a lease written by an older labq (`host:pid`, no namespace)."""
+    import socket
+
+    from db import repo
+    from db.models import utcnow
+    from db.session import session_scope
+    from worker import lease
+    from worker.reaper import reap
+
+    pid = _dead_pid()
+    here = lease.host_identity()
+    assert "~" in here  # Linux: the namespace digest is known
+    name = socket.gethostname()
+    live = {"lease_expires_at": utcnow() + timedelta(minutes=10), "attempt": 1}
+    others = [
+        make_job(status=RUNNING, worker=f"{name}~0badc0de:{pid}", **live),  # same name, other ns
+        make_job(status=RUNNING, worker=f"{name}:{pid}", **live),  # an older labq's lease
+        make_job(status=RUNNING, worker=f"elsewhere~{here.split('~')[1]}:{pid}", **live),
+    ]
+    ours = make_job(status=RUNNING, worker=f"{here}:{pid}", **live)
+    alive = make_job(status=RUNNING, worker=f"{here}:{lease.os.getpid()}", **live)
+    assert reap() == [ours]  # only our own dead process's job is expired and re-sent
+    with session_scope() as s:
+        assert repo.expired_leases(s) == [ours]
+        assert {repo.get(s, j).status for j in [*others, alive]} == {RUNNING}
+    # A worker told it is another host (LABQ_WORKER_HOST) does not see this host's pids either.
+    monkeypatch.setenv("LABQ_WORKER_HOST", "host-b")
+    from core import settings
+
+    settings.get_settings.cache_clear()
+    assert lease.host_identity().startswith("host-b~")
+    again = make_job(status=RUNNING, worker=f"{here}:{pid}", **live)
+    assert reap() == []
+    with session_scope() as s:
+        assert again not in repo.expired_leases(s)
+
+
+def test_a_dead_pid_never_expires_the_run_that_took_the_job_over(env, monkeypatch):
+    """The reaper read the job while its dead worker held it; before it expires the lease, a
+    new worker claims the job (new attempt, fresh lease). That run's lease stays: expiring it
+    would have the same pass fail the live run at the attempt cap (2 here), or have another
+    worker take it over again."""
+    from db import repo
+    from db.models import utcnow
+    from db.session import session_scope
+    from worker import lease, reaper
+
+    dead = f"{lease.host_identity()}:{_dead_pid()}"
+    lapsed = utcnow() - timedelta(seconds=5)
+    job = make_job(status=RUNNING, worker=dead, attempt=1, lease_expires_at=lapsed)
+    with session_scope() as s:
+        stale = repo.running(s)  # what the reaper read
+    with session_scope() as s:  # then a new worker claimed the job
+        assert repo.claim(s, job, f"{lease.host_identity()}:{lease.os.getpid()}", 600)
+    monkeypatch.setattr(reaper.repo, "running", lambda session: stale)
+    assert reaper.reap() == []
+    with session_scope() as s:
+        exp = repo.get(s, job)
+        assert (exp.status, exp.attempt, exp.error) == (RUNNING, 2, None)
+        assert job not in repo.expired_leases(s)
