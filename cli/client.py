@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import typer
+from typer.core import TyperGroup
 
 from core.settings import get_settings
 
@@ -52,3 +53,13 @@ def read_json(path: Path):
     except json.JSONDecodeError as exc:
         typer.secho(f"{path}: not valid JSON: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
+
+
+class FileOrCommand(TyperGroup):
+    """A command group whose first argument may be a spec file: `labq sweep FILE` is short for
+    `labq sweep submit FILE` (likewise `labq search FILE`)."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["submit", *args]
+        return super().parse_args(ctx, args)

@@ -8,30 +8,18 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
-from typer.core import TyperGroup
 
-from cli.client import call, read_json
+from cli.client import FileOrCommand, call, read_json
 from core.stats import num, plus_minus
 
 console = Console()
 
 
-class _FileOrCommand(TyperGroup):
-    """`labq search FILE` is short for `labq search submit FILE`."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["submit", *args]
-        return super().parse_args(ctx, args)
-
-
 app = typer.Typer(
-    cls=_FileOrCommand,
+    cls=FileOrCommand,
     no_args_is_help=True,
     help="Searches: Optuna picks the trials, its pruner stops weak ones, a confirmation decides.",
 )
-
-ENDED = ("succeeded", "failed", "cancelled", "pruned")
 
 
 def _params(p: dict[str, Any]) -> str:

@@ -8,26 +8,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from typer.core import TyperGroup
 
-from cli.client import call, read_json
+from cli.client import FileOrCommand, call, read_json
 from core.constants import FINISHED
 from core.stats import num, plus_minus
 
 console = Console()
 
 
-class _FileOrCommand(TyperGroup):
-    """`labq sweep FILE` is short for `labq sweep submit FILE`."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["submit", *args]
-        return super().parse_args(ctx, args)
-
-
 app = typer.Typer(
-    cls=_FileOrCommand,
+    cls=FileOrCommand,
     no_args_is_help=True,
     help="Sweeps: a base spec, a grid of dotted paths, repeats with seeds.",
 )
