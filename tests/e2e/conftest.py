@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import make_stack
+from tests.conftest import HELD, make_stack
 from tests.e2e.browser import launch
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -26,7 +26,8 @@ def stack(tmp_path_factory):
         extra_env={
             "LABQ_MAX_EVENT_STREAMS": str(MAX_EVENT_STREAMS),
             # test_search_page.py holds its search's first trial in epoch 1 while the page is open
-            "LABQ_TEST_HOLD_IN_EPOCH": "e2e-search #0:1",
+            # (the held-in-epoch-2 run of the other tests is held too)
+            "LABQ_TEST_HOLD_IN_EPOCH": HELD["LABQ_TEST_HOLD_IN_EPOCH"] + ",e2e-search #0:1",
         },
     )
     s.start()
