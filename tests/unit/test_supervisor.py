@@ -95,3 +95,25 @@ def test_a_port_in_use_is_one_line_naming_holder_and_setting():
     message = str(err.value)
     assert message.startswith(f"port {port} (the API) is already in use by pid ")
     assert message.endswith("set LABQ_PORT to another port") and "\n" not in message
+
+
+def test_a_holder_installed_deep_is_named_by_its_program(tmp_path):
+    """A holder under a long install path is still named: the cut falls on its arguments, never on
+    the program's own name (CI's venv path once cut 'redis-server' to 'redis-serve...')."""
+    deep = tmp_path.joinpath(*["site-packages-of-a-long-install-path"] * 4)
+    deep.mkdir(parents=True)
+    program = deep / "port-holder-program"
+    program.symlink_to(sys.executable)
+    code = "import socket,sys;s=socket.socket();s.bind(('127.0.0.1',0));s.listen();"
+    code += "print(s.getsockname()[1],flush=True);sys.stdin.read()"
+    proc = subprocess.Popen(
+        [str(program), "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(proc.stdout.readline())
+        with pytest.raises(StackError) as err:
+            ports.require_free("127.0.0.1", port, "embedded Redis", "LABQ_REDIS_PORT")
+        assert f"by pid {proc.pid} (port-holder-program -c import socket" in str(err.value)
+    finally:
+        proc.kill()
+        proc.wait()
