@@ -102,6 +102,17 @@ class Accepted(BaseModel):
     warning: str | None = None
 
 
+class Deleted(BaseModel):
+    """What a DELETE removed: the runs (those still queued or running were stopped by it), their
+    epoch rows and artifacts (checkpoints, models, figures' data) and the artifacts' bytes."""
+
+    experiments: list[int]
+    stopped: list[int]
+    epochs: int
+    artifacts: int
+    artifact_bytes: int
+
+
 class Health(BaseModel):
     """The details are left out for a caller who may not read the API (see api.auth)."""
 

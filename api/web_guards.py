@@ -11,6 +11,8 @@ rebinding). Three rules keep them out:
 - Writes only as JSON. A write without `Content-Type: application/json` is a 415, whether or not it
   has a body. An HTML form can send only urlencoded, multipart or text/plain bodies, and a script
   on another origin cannot send JSON without a CORS preflight, which only LABQ_CORS_ORIGINS pass.
+  DELETE needs no content type: no form can send it, and another site's script only after that
+  same preflight.
 - Loopback names only (LoopbackHosts). Bound to loopback, the API answers only requests addressed
   to localhost, 127.0.0.1, [::1] (any port), its own bind address and LABQ_ALLOWED_HOSTS (for a
   proxy that forwards another name). A rebound name is a 400, so a page can neither read nor
@@ -34,6 +36,9 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 SAME_ORIGIN_FETCH = frozenset({"same-origin", "none"})  # "none": typed by the user
 DEFAULT_PORTS = {"http": 80, "https": 443}
 JSON_TYPE = "application/json"
+# Methods a form cannot send and another site's script sends only after a CORS preflight, which
+# only LABQ_CORS_ORIGINS pass: `curl -X DELETE URL` needs no content type.
+PREFLIGHTED = frozenset({"DELETE"})
 _HOST_PASSED = "labq.host_passed"
 
 
@@ -67,7 +72,7 @@ class SameOriginWrites:
         self.app = app
         self.allowed = {o.rstrip("/").lower() for o in cors_origins}
 
-    def _check(self, headers: Headers) -> JSONResponse | None:
+    def _check(self, method: str, headers: Headers) -> JSONResponse | None:
         origin = headers.get("origin")
         if origin is not None:
             if origin.rstrip("/").lower() not in self.allowed and not same_origin(
@@ -84,7 +89,7 @@ class SameOriginWrites:
                 403, "cross-site write refused: the browser reports it comes from another site"
             )
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media_type != JSON_TYPE:
+        if media_type != JSON_TYPE and method not in PREFLIGHTED:
             return _refusal(
                 415,
                 "writes must be sent as JSON: set 'Content-Type: application/json' "
@@ -94,7 +99,7 @@ class SameOriginWrites:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
-            refused = self._check(Headers(scope=scope))
+            refused = self._check(scope["method"], Headers(scope=scope))
             if refused is not None and self._routed(scope):
                 return await refused(scope, receive, send)
         await self.app(scope, receive, send)

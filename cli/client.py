@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import typer
@@ -53,6 +54,22 @@ def read_json(path: Path):
     except json.JSONDecodeError as exc:
         typer.secho(f"{path}: not valid JSON: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
+
+
+Priority = Annotated[
+    str,
+    typer.Option(help="where its runs rank among queued ones: low, normal or high"),
+]
+
+
+def delete(what: str, path: str) -> None:
+    """DELETE `path` and say what went (the API's `Deleted` answer)."""
+    d = call("DELETE", path).json()
+    stopped = f", {len(d['stopped'])} stopped while queued or training" if d["stopped"] else ""
+    typer.echo(
+        f"deleted {what}: {len(d['experiments'])} run(s){stopped}, {d['epochs']} epoch rows, "
+        f"{d['artifacts']} artifacts ({d['artifact_bytes'] / 1e6:.1f} MB)"
+    )
 
 
 class FileOrCommand(TyperGroup):

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli import bench as bench_cli
+from cli import gc as gc_cli
 from cli import lab as lab_cli
 from cli import lifecycle, maintenance
 from cli import models as models_cli
@@ -20,7 +21,7 @@ from cli import searches as searches_cli
 from cli import sweeps as sweeps_cli
 from cli import tokens as tokens_cli
 from cli import users as users_cli
-from cli.client import call, read_json
+from cli.client import Priority, call, delete, read_json
 from core import privacy
 from core.constants import FINISHED
 from core.settings import get_settings
@@ -39,6 +40,7 @@ app.command()(maintenance.repair)
 app.command()(maintenance.backup)
 app.command()(maintenance.restore)
 app.command("pull")(models_cli.pull)
+app.command()(gc_cli.gc)
 console = Console()
 
 
@@ -151,10 +153,13 @@ def migrate_new(message: Annotated[str, typer.Argument(help="what the schema cha
 
 
 @app.command()
-def submit(spec_file: Annotated[Path, typer.Argument(exists=True, readable=True)]):
+def submit(
+    spec_file: Annotated[Path, typer.Argument(exists=True, readable=True)],
+    priority: Priority = "normal",
+):
     """Submit an experiment spec (a JSON file)."""
     spec = read_json(spec_file)
-    body = call("POST", "/experiments", json=spec).json()
+    body = call("POST", "/experiments", json=spec, params={"priority": priority}).json()
     console.print(f"experiment {body['id']} {body['status']}  {body['url']}")
     if body.get("warning"):
         console.print(f"[yellow]{body['warning']}")
@@ -258,6 +263,13 @@ def cancel(experiment_id: int):
     console.print(
         f"#{e['id']} {e['status']}" + (" (cancel requested)" if e["cancel_requested"] else "")
     )
+
+
+@app.command()
+def rm(experiment_id: int):
+    """Delete a run with its epochs, artifacts and checkpoints (queued or training: it stops). A
+    run of a sweep or search goes with it: `labq sweep rm`, `labq search rm`."""
+    delete(f"experiment {experiment_id}", f"/experiments/{experiment_id}")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from cli.client import FileOrCommand, call, read_json
+from cli.client import FileOrCommand, Priority, call, delete, read_json
 from core.stats import num, plus_minus
 
 console = Console()
@@ -105,10 +105,12 @@ def submit(
     spec_file: Annotated[Path, typer.Argument(exists=True, readable=True)],
     watch: Annotated[bool, typer.Option(help="follow it with a live table")] = False,
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+    priority: Priority = "normal",
 ):
     """Submit a search spec (JSON: name, base, space, objective, sampler, pruner, trials,
     parallel, confirm)."""
-    body = call("POST", "/searches", json=read_json(spec_file)).json()
+    spec = read_json(spec_file)
+    body = call("POST", "/searches", json=spec, params={"priority": priority}).json()
     console.print(f"search {body['id']} queued: {len(body['trials'])} trial(s)  {body['url']}")
     if body.get("warning"):
         console.print(f"[yellow]{body['warning']}")
@@ -150,3 +152,9 @@ def cancel(search_id: int):
     """Ask no new trial; cancel queued trials, stop running ones at their next epoch end."""
     s = call("POST", f"/searches/{search_id}/cancel").json()
     console.print(f"search {s['id']}: {s['status']}")
+
+
+@app.command()
+def rm(search_id: int):
+    """Delete a search with all its trials and confirmation runs (those queued or training stop)."""
+    delete(f"search {search_id}", f"/searches/{search_id}")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.client import FileOrCommand, call, read_json
+from cli.client import FileOrCommand, Priority, call, delete, read_json
 from core.constants import FINISHED
 from core.stats import num, plus_minus
 
@@ -67,11 +67,12 @@ def follow(sweep_ids: list[int], interval: float = 1.0) -> list[dict]:
 def submit(
     spec_file: Annotated[Path, typer.Argument(exists=True, readable=True)],
     watch: Annotated[bool, typer.Option(help="follow it with a progress bar")] = False,
+    priority: Priority = "normal",
 ):
     """Submit a sweep spec (JSON: name, base spec, grid of dotted path -> list of values,
     repeats)."""
     spec = read_json(spec_file)
-    body = call("POST", "/sweeps", json=spec).json()
+    body = call("POST", "/sweeps", json=spec, params={"priority": priority}).json()
     console.print(
         f"sweep {body['id']} queued: {len(body['children'])} experiment(s)  {body['url']}"
     )
@@ -159,3 +160,9 @@ def cancel(sweep_id: int):
     """Cancel every run of a sweep (queued: never runs; running: stops at the epoch end)."""
     s = call("POST", f"/sweeps/{sweep_id}/cancel").json()
     console.print(f"sweep #{s['id']}: " + ", ".join(f"{n} {st}" for st, n in s["counts"].items()))
+
+
+@app.command()
+def rm(sweep_id: int):
+    """Delete a sweep with all its runs (those queued or training stop)."""
+    delete(f"sweep {sweep_id}", f"/sweeps/{sweep_id}")

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from db.session import get_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
 
 
 def alembic_config() -> Config:
@@ -35,6 +36,22 @@ def wait_for_db(timeout: float = 60.0) -> None:
 def upgrade() -> None:
     wait_for_db()
     command.upgrade(alembic_config(), "head")
+    incremental_vacuum_on()
+
+
+def incremental_vacuum_on() -> None:
+    """SQLite files keep freed pages unless auto_vacuum is INCREMENTAL (db/deletion.reclaim then
+    returns them). A file made before labq set it is converted once, by a VACUUM that rewrites it
+    (migrations run before anything else opens the database)."""
+    engine = get_engine()
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        if conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == INCREMENTAL:
+            return
+        conn.commit()  # VACUUM cannot run inside a transaction
+        conn.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.exec_driver_sql("VACUUM")
 
 
 def new_revision(message: str) -> Path:

@@ -76,6 +76,8 @@ class Search(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The user who submitted it (None: the implicit local admin); its trials are theirs too.
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # Every trial and confirmation run it asks for is queued at this priority (db/scheduling.py).
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
 
 
 class Experiment(Base):

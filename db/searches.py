@@ -217,7 +217,13 @@ def _new_trials(
         frozen = st._storage.get_trial(trial._trial_id)
         number = len(trials) + len(ids)
         exp_spec = build(base, trial.params, f"{spec.name} #{number}", base["seed"])
-        exp = repo.create_experiment(session, exp_spec, token_id=token_id, owner_id=search.owner_id)
+        exp = repo.create_experiment(
+            session,
+            exp_spec,
+            token_id=token_id,
+            owner_id=search.owner_id,
+            priority=search.priority,
+        )
         exp.search_id = search.id
         exp.search_trial = {
             "number": number,
@@ -244,6 +250,7 @@ def create_search(
     *,
     owner_id: int | None = None,
     token_id: int | None = None,
+    priority: int = 1,
 ) -> tuple[Search, list[int]]:
     """Store the search, owned by the user `owner_id` (None: the implicit local admin), and ask
     for its first `parallel` trials, charged to `token_id`'s active-job limit; flushed, not
@@ -252,7 +259,14 @@ def create_search(
     doc["base"] = base
     if doc["seed"] is None:
         doc["seed"] = base["seed"]
-    search = Search(name=spec.name, spec=doc, preset=preset, created_at=utcnow(), owner_id=owner_id)
+    search = Search(
+        name=spec.name,
+        spec=doc,
+        preset=preset,
+        created_at=utcnow(),
+        owner_id=owner_id,
+        priority=priority,
+    )
     session.add(search)
     session.flush()
     return search, top_up(session, search.id, token_id=token_id)
@@ -333,6 +347,7 @@ def _queue_confirmation(
                 build(spec.base, t["params"], name, seed),
                 token_id=token_id,
                 owner_id=search.owner_id,
+                priority=search.priority,
             )
             confirm.search_id = search.id
             confirm.search_trial = {"confirm_of": t["number"], "seed_index": i}

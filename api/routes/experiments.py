@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api import idempotency
+from api import deletion, idempotency
 from api.deps import (
     JSON_WRITE,
     MAX_ID,
@@ -29,6 +29,7 @@ from api.deps import (
 from api.idempotency import Idempotency, IdempotencyDep
 from api.schemas import (
     Accepted,
+    Deleted,
     EpochPublic,
     ExperimentPage,
     ExperimentPublic,
@@ -373,6 +374,28 @@ def cancel(
     enqueue_stored(new)
     session.refresh(exp)
     return to_public(session, exp, actor.token_id)
+
+
+@router.delete(
+    "/{experiment_id}",
+    response_model=Deleted,
+    responses={**deletion.RESPONSES, 409: {"description": "the run belongs to a sweep or search"}},
+)
+def delete(exp: ExperimentDep, session: SessionDep, actor: ActorDep) -> Deleted:
+    """Delete a run with its epochs, artifacts and checkpoints; one still queued or training is
+    stopped by it (within an epoch). Its owner or an admin (anyone else: 403). A run of a sweep or
+    search is deleted with it (DELETE /sweeps/{id}, /searches/{id}): 409."""
+    for kind, path, parent in (
+        ("sweep", "sweeps", exp.sweep_id),
+        ("search", "searches", exp.search_id),
+    ):
+        if parent is not None:
+            raise HTTPException(
+                409,
+                f"experiment {exp.id} is a run of {kind} {parent}: delete the {kind} "
+                f"(DELETE /{path}/{parent})",
+            )
+    return deletion.delete(session, actor, "experiment", exp.id, exp.owner_id)
 
 
 @router.post(

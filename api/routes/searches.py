@@ -18,8 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from api import deletion
 from api.deps import JSON_WRITE, MAX_ID, ActorDep, IdPath, NoBody, SessionDep, SettingsDep, may_act
-from api.routes.experiments import enqueue_stored
+from api.routes.experiments import PriorityQuery, enqueue_stored
+from api.schemas import Deleted
 from core import figures
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.search import SearchSpec, check
@@ -60,6 +62,7 @@ class SearchSummary(BaseModel):
     id: int
     name: str
     owner: str
+    priority: str  # low, normal or high: its runs' place among queued ones
     status: str
     created_at: datetime
     trials_asked: int
@@ -134,6 +137,7 @@ def _summary(
         "id": search.id,
         "name": search.name,
         "owner": owner,
+        "priority": scheduling.PRIORITY_NAMES[search.priority],
         "status": _status(search, counts),
         "created_at": search.created_at,
         "trials_asked": asked,
@@ -182,16 +186,18 @@ def create(
     settings: SettingsDep,
     response: Response,
     actor: ActorDep,
+    priority: PriorityQuery = "normal",
 ) -> SearchAccepted:
     """Store a search and queue its first `parallel` trials: 202 with `Location`. The search and
-    every trial it asks are owned by the caller (a viewer: 403).
+    every trial it asks are owned by the caller (a viewer: 403). `?priority=` sets the priority
+    of every trial and confirmation run it asks for.
 
     Rules beyond the schema (each a 422 naming the field, nothing stored): every space path must
     exist in the spec; every corner of the space must be a valid experiment under the cost cap
     (LABQ_MAX_JOB_FLOPS); `base.validation` must be a hold-out (selection never reads the test
     set); a `grid` sampler takes int and categorical dimensions only; several `objectives`
     take no pruner and no `confirm`, and `cmaes` takes one objective."""
-    return queue_search(session, settings, spec, response, actor)
+    return queue_search(session, settings, spec, response, actor, scheduling.PRIORITIES[priority])
 
 
 def queue_search(
@@ -200,6 +206,7 @@ def queue_search(
     spec: SearchSpec,
     response: Response,
     actor: users.Actor,
+    priority: int = NORMAL,
     preset: str | None = None,
     loc: tuple[str, ...] = ("body",),
 ) -> SearchAccepted:
@@ -214,9 +221,9 @@ def queue_search(
                 for p in exc.problems
             ]
         ) from None
-    scheduling.check_user_limits(session, actor.user_id, actor.role, spec.parallel, NORMAL)
+    scheduling.check_user_limits(session, actor.user_id, actor.role, spec.parallel, priority)
     search, ids = db_searches.create_search(
-        session, spec, base, owner_id=actor.user_id, token_id=actor.token_id
+        session, spec, base, owner_id=actor.user_id, token_id=actor.token_id, priority=priority
     )
     trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
     users.audit(session, actor, "search.submit", f"search {search.id} ({len(ids)} trials)")
@@ -253,6 +260,13 @@ def read(search: SearchDep, session: SessionDep) -> SearchPublic:
     the confirmation runs and, once they have ended, `result`: the winner, each confirmed
     configuration's mean ± std, and the winner's test accuracy (the only test number shown)."""
     return _public(session, search)
+
+
+@router.delete("/{search_id}", response_model=Deleted, responses=deletion.RESPONSES)
+def delete(search: SearchDep, session: SessionDep, actor: ActorDep) -> Deleted:
+    """Delete a search with all its trials and confirmation runs, their epochs, artifacts and
+    checkpoints; runs still queued or training are stopped by it. Its owner or an admin."""
+    return deletion.delete(session, actor, "search", search.id, search.owner_id)
 
 
 @router.post(

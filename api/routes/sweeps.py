@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from api import idempotency
+from api import deletion, idempotency
 from api.deps import (
     JSON_WRITE,
     MAX_ID,
@@ -23,6 +23,7 @@ from api.deps import (
 )
 from api.idempotency import Idempotency, IdempotencyDep
 from api.routes.experiments import PriorityQuery, enqueue_stored
+from api.schemas import Deleted
 from api.sweep_schemas import (
     METRICS,
     SweepAccepted,
@@ -246,6 +247,13 @@ def results_csv(sweep: SweepDep, session: SessionDep) -> Response:
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="sweep-{sweep.id}.csv"'},
     )
+
+
+@router.delete("/{sweep_id}", response_model=Deleted, responses=deletion.RESPONSES)
+def delete(sweep: SweepDep, session: SessionDep, actor: ActorDep) -> Deleted:
+    """Delete a sweep with all its runs, their epochs, artifacts and checkpoints; runs still queued
+    or training are stopped by it (within an epoch). Its owner or an admin (anyone else: 403)."""
+    return deletion.delete(session, actor, "sweep", sweep.id, sweep.owner_id)
 
 
 @router.post(

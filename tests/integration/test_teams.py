@@ -1,7 +1,8 @@
 """A lab group sharing one live labq (real API, worker, Redis; SQLite and PostgreSQL): users made
-with `labq user add`, two members and a viewer. Cross-user cancel is 403 naming the owner, the
-viewer's writes are 403, the admin acts on all, `labq user disable` stops a user's tokens at once,
-and `labq audit` shows each write."""
+with `labq user add`, two members and a viewer. Cross-user cancel and delete are 403 naming the
+owner, the viewer's writes are 403, a run deleted mid-epoch stops and leaves no row behind, the
+admin acts on all, `labq user disable` stops a user's tokens at once, and `labq audit` shows each
+write."""
 
 import os
 
@@ -23,7 +24,11 @@ def stack(request, tmp_path):
         if not admin:
             pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
         database_url = create_pg_database(admin)
-    s = Stack(tmp_path / "data", database_url=database_url)
+    s = Stack(
+        tmp_path / "data",
+        database_url=database_url,
+        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "bob-held:1"},
+    )
     s.start()
     yield s
     s.stop()
@@ -60,11 +65,41 @@ def test_a_lab_group_shares_one_labq(stack):
         assert r.status_code == 202
         stack.wait(run, statuses=("cancelled",))
 
+        # Deleting a run mid-epoch: only its owner (or an admin); it stops, leaves no row behind,
+        # and the worker goes on to the next job.
+        held = {**LONG, "name": "bob-held", "epochs": 3, "train_samples": 1000}
+        r = c.post("/experiments", json=held, headers=bob)
+        assert r.status_code == 202, r.text
+        doomed = r.json()["id"]
+        stack.held(doomed)
+        r = c.delete(f"/experiments/{doomed}", headers=alice)
+        assert r.status_code == 403 and "'bob'" in r.json()["detail"], r.text
+        r = c.delete(f"/experiments/{doomed}", headers=viola)
+        assert r.status_code == 403 and "viewer" in r.json()["detail"], r.text
+        after = c.post("/experiments", json={**held, "name": "bob-after"}, headers=bob).json()["id"]
+        r = c.delete(f"/experiments/{doomed}", headers=bob)
+        assert r.status_code == 200 and r.json()["stopped"] == [doomed], r.text
+        stack.release(doomed)
+        assert stack.wait(after)["status"] == "succeeded"
+        for table, column in (
+            ("experiments", "id"),
+            ("epochs", "experiment_id"),
+            ("artifacts", "experiment_id"),
+        ):
+            assert stack.sql(f"SELECT count(*) FROM {table} WHERE {column} = {doomed}") == [(0,)]
+        assert c.get(f"/experiments/{doomed}").status_code == 404
+
         stack.cli("user", "disable", "alice")
         for token in (alice, {"Authorization": f"Bearer {more}"}):
             assert c.get("/experiments", headers=token).status_code == 401
 
     log = stack.cli("audit", env_token=root["Authorization"].split()[1]).stdout
-    for entry in ("experiment.submit", "experiment.cancel", "user.add", "user.disable"):
+    for entry in (
+        "experiment.submit",
+        "experiment.cancel",
+        "experiment.delete",
+        "user.add",
+        "user.disable",
+    ):
         assert entry in log, log
     assert stack.cli("audit", env_token=bob["Authorization"].split()[1], check=False).returncode
