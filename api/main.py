@@ -55,6 +55,7 @@ def create_app() -> FastAPI:
     app.include_router(searches.router)
     app.include_router(presets.router)
     app.include_router(audit.router)
+    app.include_router(audit.me_router)
     metrics.install(app, workers=health.known_workers)  # outermost: times every request
     contract.install(app)
     return app

@@ -28,6 +28,7 @@ class ExperimentPublic(BaseModel):
     status: str
     spec: dict[str, Any]  # the stored, normalized spec (see ExperimentSpec)
     sweep_id: int | None
+    search_id: int | None  # a trial or confirmation run of this search
     owner: str  # the user who submitted it; `local`: the implicit local admin (no token)
     created_at: datetime
     started_at: datetime | None

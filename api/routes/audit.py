@@ -1,4 +1,4 @@
-"""/audit: the log of every write (who, what, when, from where), for admins."""
+"""/audit: the log of every write (who, what, when, from where), for admins; /me: who is asking."""
 
 from datetime import datetime
 from typing import Annotated
@@ -37,3 +37,22 @@ def list_(
     rows, total = users.audit_log(session, user=user, limit=limit, offset=offset)
     response.headers["X-Total-Count"] = str(total)
     return [AuditPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+class Me(BaseModel):
+    name: str  # `local`: the implicit local admin of an open loopback stack
+    role: str  # admin, member or viewer: what this caller may change (api/deps.may_act)
+    signed_in: bool  # sent a token
+
+
+me_router = APIRouter(tags=["audit"])
+
+
+@me_router.get("/me", response_model=Me)
+def me(session: SessionDep, actor: ActorDep) -> Me:
+    """Who the caller is and what their role lets them change, for pages that show only the
+    actions a person may take. Without a token once tokens exist, reads stay open (on loopback)
+    but writes need one: such a caller is a viewer."""
+    if actor.user_id is None and tokens.any_active(session):
+        return Me(name=actor.name, role=users.VIEWER, signed_in=False)
+    return Me(name=actor.name, role=actor.role, signed_in=actor.token_id is not None)

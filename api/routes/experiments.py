@@ -137,6 +137,7 @@ def to_public(session: Session, exp: Experiment, viewer: int | None) -> Experime
         status=exp.status,
         spec=exp.spec,
         sweep_id=exp.sweep_id,
+        search_id=exp.search_id,
         owner=users.owner_name(session, exp.owner_id),
         priority=scheduling.PRIORITY_NAMES.get(exp.priority, "normal"),
         created_at=exp.created_at,

@@ -111,6 +111,17 @@ const labq = (() => {
     };
   }
 
+  /** Who this browser acts as (GET /me), asked once per page: {name, role, signed_in}. */
+  let asked = null;
+  function me() {
+    asked = asked || api("/me").catch(() => ({ name: "", role: "viewer", signed_in: false }));
+    return asked;
+  }
+  /** The server's rule (api/deps.may_act), to show only the actions it would allow: an admin
+   *  changes everything, a member their own runs, sweeps and searches, a viewer nothing. */
+  const mayChange = (who, owner) => who.role === "admin" || (who.role === "member" && who.name === owner);
+  const maySubmit = who => who.role === "admin" || who.role === "member";
+
   async function refreshHealth() {
     const el = document.getElementById("health");
     if (!el) return;
@@ -127,10 +138,15 @@ const labq = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    me().then(who => document.querySelectorAll(".needs-submit")
+      .forEach(el => el.classList.toggle("hidden", !maySubmit(who))));
     // After the first paint: the health check pings the workers and may take a moment.
     setTimeout(refreshHealth, 300);
     setInterval(refreshHealth, 15000);
   });
 
-  return { api, sameOriginPath, errorText, esc, num, pct, secs, loss, when, badge, progress, live, token, setToken };
+  return {
+    api, sameOriginPath, errorText, esc, num, pct, secs, loss, when, badge, progress, live, token, setToken,
+    me, mayChange, maySubmit,
+  };
 })();

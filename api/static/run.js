@@ -6,7 +6,7 @@
   const e = labq.esc;
   const id = Number($("run").dataset.id);
   const FINISHED = window.LABQ_FINISHED;  // from core/constants.py, via the page
-  let exp = null, history = [], stream = null, filtersFor = null;
+  let exp = null, history = [], stream = null, filtersFor = null, who = null;
 
   const kv = rows => rows.filter(r => r).map(([k, v]) => `<dt>${e(k)}</dt><dd>${v}</dd>`).join("");
 
@@ -45,7 +45,10 @@
     const waiting = x.status === "queued" && x.queue_position ? ` · #${x.queue_position} in queue` : "";
     $("progress").innerHTML = `<div class="row" style="margin-bottom:6px"><span class="muted small">epochs` +
       `${waiting}</span></div>` + labq.progress(x.epochs_done, x.epochs_total, x.status, true);
-    $("cancel").classList.toggle("hidden", FINISHED.includes(x.status) || x.cancel_requested);
+    const mine = who !== null && labq.mayChange(who, x.owner);
+    $("cancel").classList.toggle("hidden", !mine || FINISHED.includes(x.status) || x.cancel_requested);
+    // A run of a sweep or search is deleted with it (the API answers 409 otherwise).
+    $("delete").classList.toggle("hidden", !mine || x.sweep_id != null || x.search_id != null);
     $("metrics").innerHTML = kv([
       ["val accuracy", labq.pct(x.val.accuracy)], ["val loss", labq.loss(x.val.loss)],
       ["best val accuracy", labq.pct(x.best_val_accuracy)], ["best val loss", labq.loss(x.best_val_loss)],
@@ -135,6 +138,12 @@
         const made = await labq.api("/experiments", { json: exp.spec });
         location.href = `/runs/${made.id}`;
       } catch (err) { say(e(labq.errorText(err))); }
+    };
+    who = await labq.me();
+    $("delete").onclick = async () => {
+      if (!confirm(`Delete run #${id} with its history, figures, model and checkpoints?`)) return;
+      try { await labq.api(`/experiments/${id}`, { method: "DELETE" }); location.href = "/"; }
+      catch (err) { say(e(labq.errorText(err))); }
     };
     $("cancel").onclick = async () => {
       try { renderExp(await labq.api(`/experiments/${id}/cancel`, { method: "POST" })); }

@@ -241,7 +241,9 @@
     const sp = s.spec;
     $("setup").textContent = `${s.objectives.map(o => `${o.direction} ${o.metric}`).join(", ")} · sampler ${sp.sampler} · ` +
       `pruner ${sp.pruner.type} · ${sp.parallel} at once` + (sp.confirm ? ` · confirm top ${sp.confirm.top} on ${sp.confirm.seeds} seeds` : "");
-    $("cancel").classList.toggle("hidden", ["done", "cancelled", "cancelling"].includes(s.status));
+    const mine = who !== null && labq.mayChange(who, s.owner);
+    $("cancel").classList.toggle("hidden", !mine || ["done", "cancelled", "cancelling"].includes(s.status));
+    $("delete").classList.toggle("hidden", !mine);
     trialRows(s);
     drawProgress(s);
     drawParallel(s);
@@ -281,7 +283,9 @@
     }
   }
 
+  let who = null;
   async function loop() {
+    who = who || await labq.me();
     const more = id ? await refreshOne() : (await refreshList(), true);
     if (more) setTimeout(loop, id ? 2000 : 5000);
   }
@@ -292,6 +296,11 @@
         render(await labq.api(`/searches/${id}/cancel`, { method: "POST", json: {} }));
         message("cancelled: no new trial; running ones stop within an epoch", true);
       } catch (err) { message(labq.errorText(err)); }
+    });
+    $("delete").addEventListener("click", async () => {
+      if (!confirm(`Delete search #${id} with every trial and confirmation run?`)) return;
+      try { await labq.api(`/searches/${id}`, { method: "DELETE" }); location.href = "/search"; }
+      catch (err) { message(labq.errorText(err)); }
     });
   }
   loop();

@@ -4,6 +4,7 @@ reads with the labq_token cookie); a wrong token is refused on the page."""
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -109,4 +110,60 @@ def test_the_page_checks_the_target_again(guarded, browser):
     }
     for target, expected in checks.items():
         assert page.evaluate("t => labq.sameOriginPath(t)", target) == expected, target
+    rec.context.close()
+
+
+def test_each_role_sees_only_the_actions_it_may_take(guarded, browser):
+    """On a run's page a viewer sees no action, another member only Re-run (a new run of their
+    own), the owner Delete too; deleting asks first, then the run is gone."""
+
+    def user(name: str, role: str) -> str:
+        return guarded.cli("user", "add", name, "--role", role).stdout.strip()
+
+    tokens = {n: user(n, r) for n, r in (("ann", "member"), ("ben", "member"), ("vi", "viewer"))}
+    spec = {"name": "ann-run", "layers": [{"units": 8}], "epochs": 1, "train_samples": 1000}
+    r = httpx.post(
+        f"{guarded.url}/experiments",
+        json=spec,
+        headers={"Authorization": f"Bearer {tokens['ann']}"},
+    )
+    assert r.status_code == 202, r.text
+    run = r.json()["id"]
+    admin = {"Authorization": f"Bearer {guarded.token}"}
+    deadline = time.monotonic() + 600  # a backstop: the loop ends when the run does
+    while httpx.get(f"{guarded.url}/experiments/{run}", headers=admin).json()["status"] != (
+        "succeeded"
+    ):
+        assert time.monotonic() < deadline, guarded.logs()
+        time.sleep(0.2)
+
+    def signed_in(name: str):
+        rec = Recorder(browser)
+        page = rec.page()
+        page.goto(f"{guarded.url}/login?next=/runs/{run}")
+        page.fill("#token", tokens[name])
+        page.click("#login button[type=submit]")
+        page.wait_for_url(f"{guarded.url}/runs/{run}")
+        page.wait_for_selector("#status .status.succeeded")
+        page.wait_for_function("labq.me().then(() => true)")
+        return rec, page
+
+    shown = {}
+    for name in ("vi", "ben", "ann"):
+        rec, page = signed_in(name)
+        shown[name] = {b: page.is_visible(f"#{b}") for b in ("delete", "rerun", "cancel")} | {
+            "nav-submit": page.is_visible("nav a[href='/submit']")
+        }
+        if name != "ann":
+            rec.context.close()
+    assert shown["vi"] == {"delete": False, "rerun": False, "cancel": False, "nav-submit": False}
+    assert shown["ben"] == {"delete": False, "rerun": True, "cancel": False, "nav-submit": True}
+    assert shown["ann"] == {"delete": True, "rerun": True, "cancel": False, "nav-submit": True}
+
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete")
+    page.wait_for_url(guarded.url + "/")
+    r = httpx.get(f"{guarded.url}/experiments/{run}", headers=admin)
+    assert r.status_code == 404
+    rec.check()
     rec.context.close()
