@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
-from db import repo, users
+from db import repo, tokens, users
 from db.models import Experiment
 from db.session import session_scope
 
@@ -32,6 +32,17 @@ def get_actor(request: Request) -> users.Actor:
 ActorDep = Annotated[users.Actor, Depends(get_actor)]
 
 
+def get_sight(session: SessionDep, actor: ActorDep) -> users.Sight:
+    """Whose runs, sweeps and searches this caller may read (LABQ_VISIBILITY, db/users.Sight)."""
+    visibility = get_settings().visibility
+    if visibility == "all":
+        return users.EVERYONE
+    return users.sight(actor, visibility, tokens.any_active(session))
+
+
+SightDep = Annotated[users.Sight, Depends(get_sight)]
+
+
 def may_act(session: Session, actor: users.Actor, owner_id: int | None, what: str) -> None:
     """403 naming the owner unless `actor` may change `what` (e.g. "experiment 5")."""
     if not actor.may_act_on(owner_id):
@@ -48,9 +59,10 @@ MAX_ID = 2**63 - 1
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def get_experiment(experiment_id: IdPath, session: SessionDep) -> Experiment:
+def get_experiment(experiment_id: IdPath, session: SessionDep, sight: SightDep) -> Experiment:
+    """The run, or 404: also when it is not the caller's to read (LABQ_VISIBILITY=own)."""
     exp = repo.get(session, experiment_id)
-    if exp is None:
+    if exp is None or not sight.sees(exp.owner_id):
         raise HTTPException(404, f"experiment {experiment_id} not found")
     return exp
 

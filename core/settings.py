@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     max_active_jobs_per_token: int = Field(
         100, ge=1, validation_alias=AliasChoices("LABQ_MAX_ACTIVE_JOBS_PER_TOKEN")
     )
+    # Who reads whose results: `all` (everyone with read access reads every run, sweep and search)
+    # or `own` (members and viewers read only their own; others' are a 404). See db/users.Sight.
+    visibility: Literal["all", "own"] = Field(
+        "all", validation_alias=AliasChoices("LABQ_VISIBILITY")
+    )
     # Per-user limits (members; admins have none), 0: no limit. See db/scheduling.py.
     max_queued_per_user: int = Field(
         0, ge=0, validation_alias=AliasChoices("LABQ_MAX_QUEUED_PER_USER")

@@ -103,10 +103,14 @@ def list_experiments(
     owner_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    readable: Any = None,
 ) -> tuple[list[Experiment], int]:
     """A page of experiments, newest first; with `by_owner`, only those of the user `owner_id`
-    (None: the implicit local admin's)."""
+    (None: the implicit local admin's); `readable`: a condition on the owner the caller may read
+    (db/users.Sight.where), None: every row."""
     query = select(Experiment)
+    if readable is not None:
+        query = query.where(readable)
     if by_owner:
         query = query.where(
             Experiment.owner_id.is_(None) if owner_id is None else Experiment.owner_id == owner_id

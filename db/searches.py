@@ -462,9 +462,13 @@ def get_search(session: Session, search_id: int) -> Search | None:
     return session.get(Search, search_id)
 
 
-def list_searches(session: Session, limit: int = 50, offset: int = 0) -> tuple[list[Search], int]:
-    total = session.scalar(select(func.count()).select_from(Search))
-    rows = session.scalars(select(Search).order_by(Search.id.desc()).limit(limit).offset(offset))
+def list_searches(
+    session: Session, limit: int = 50, offset: int = 0, readable: Any = None
+) -> tuple[list[Search], int]:
+    """`readable`: a condition on the owner the caller may read (db/users.Sight.where)."""
+    query = select(Search) if readable is None else select(Search).where(readable)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Search.id.desc()).limit(limit).offset(offset))
     return list(rows), int(total or 0)
 
 

@@ -82,9 +82,17 @@ def status_counts(session: Session, sweep_ids: list[int]) -> dict[int, Counter[s
 
 
 def list_sweeps(
-    session: Session, *, preset: str | None = None, limit: int = 50, offset: int = 0
+    session: Session,
+    *,
+    preset: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    readable: Any = None,
 ) -> tuple[list[Sweep], int]:
+    """`readable`: a condition on the owner the caller may read (db/users.Sight.where)."""
     query = select(Sweep)
+    if readable is not None:
+        query = query.where(readable)
     if preset:
         query = query.where(Sweep.preset == preset)
     total = session.scalar(select(func.count()).select_from(query.subquery()))

@@ -6,6 +6,7 @@ acting user is passed explicitly to every repository function that needs it."""
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -39,6 +40,36 @@ class Actor:
 
 
 LOCAL = Actor(user_id=None, name=LOCAL_NAME, role=ADMIN)
+NOBODY = 0  # no user has this id: a Sight of it sees nothing
+
+
+@dataclass(frozen=True)
+class Sight:
+    """Whose runs, sweeps and searches a caller may read: everyone's, or only those of the user
+    `owner_id` (LABQ_VISIBILITY=own for members and viewers; NOBODY for a caller without a token
+    once tokens exist). Rows outside it are answered as if they did not exist."""
+
+    everything: bool = True
+    owner_id: int | None = None
+
+    def sees(self, owner_id: int | None) -> bool:
+        return self.everything or owner_id == self.owner_id
+
+    def where(self, column: Any) -> Any:
+        """A SQL condition on an owner column, or None when every row is visible."""
+        return None if self.everything else column == self.owner_id
+
+
+EVERYONE = Sight()
+
+
+def sight(actor: Actor, visibility: str, tokens_exist: bool) -> Sight:
+    """`actor`'s Sight under LABQ_VISIBILITY; `tokens_exist`: db.tokens.any_active."""
+    if visibility == "all" or (actor.admin and actor.user_id is not None):
+        return EVERYONE
+    if actor.user_id is None:  # no token was sent: the open loopback's admin, or nobody
+        return Sight(False, NOBODY) if tokens_exist else EVERYONE
+    return Sight(False, actor.user_id)
 
 
 def create(session: Session, name: str, role: str) -> User:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from api.deps import ActorDep, get_sight
 from core.constants import FINISHED, STATUSES
 from db import repo, searches
 from db.session import session_scope
@@ -69,10 +70,12 @@ def login_page(
 
 
 @router.get("/runs/{experiment_id}", response_class=HTMLResponse)
-def run_page(request: Request, experiment_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
+def run_page(
+    request: Request, experiment_id: Annotated[int, Path(ge=1)], actor: ActorDep
+) -> HTMLResponse:
     with session_scope() as s:
         exp = repo.get(s, experiment_id)
-        if exp is None:
+        if exp is None or not get_sight(s, actor).sees(exp.owner_id):
             raise HTTPException(404, f"experiment {experiment_id} not found")
         name = exp.name
     return _page(
@@ -91,11 +94,13 @@ def searches_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/search/{search_id}", response_class=HTMLResponse)
-def search_page(request: Request, search_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
+def search_page(
+    request: Request, search_id: Annotated[int, Path(ge=1)], actor: ActorDep
+) -> HTMLResponse:
     """One search, live: trials, best so far, parallel coordinates, importances, the answer."""
     with session_scope() as s:
         search = searches.get_search(s, search_id)
-        if search is None:
+        if search is None or not get_sight(s, actor).sees(search.owner_id):
             raise HTTPException(404, f"search {search_id} not found")
         name = search.name
     return _page(

@@ -22,7 +22,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
@@ -32,7 +32,7 @@ from sqlalchemy import case, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from api.deps import SettingsDep, get_actor
+from api.deps import SettingsDep, get_actor, get_sight
 from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
@@ -111,7 +111,8 @@ class EventStream(EventSourceResponse):
 class QueueWatch:
     """What one queue stream has seen, and the poll that finds what changed since."""
 
-    def __init__(self) -> None:
+    def __init__(self, sight: users.Sight = users.EVERYONE) -> None:
+        self.sight = sight  # whose runs this stream may show (LABQ_VISIBILITY)
         self.signature: tuple[Any, ...] | None = None
         self.started = False
         self.done = False  # a queue stream ends only by time or by disconnect
@@ -174,6 +175,8 @@ class QueueWatch:
             positions = scheduling.queue_positions(s, [r.id for r in rows if r.status == QUEUED])
             owners = users.names(s, {r.owner_id for r in rows})
             for row in rows:
+                if not self.sight.sees(row.owner_id):
+                    continue
                 mark = (
                     row.status,
                     row.epochs_done,
@@ -306,9 +309,16 @@ def _response(request: Request, watch: QueueWatch | RunWatch, settings: Settings
     return EventStream(_stream(request, watch), get_actor(request).token_id, settings)
 
 
-def run_exists(experiment_id: int = Path(ge=1)) -> int:
+def reader_sight(request: Request) -> users.Sight:
+    """The caller's Sight, in a session of its own (a stream outlives the request's session)."""
     with session_scope() as s:
-        if repo.get(s, experiment_id) is None:
+        return get_sight(s, get_actor(request))
+
+
+def run_exists(request: Request, experiment_id: int = Path(ge=1)) -> int:
+    with session_scope() as s:
+        exp = repo.get(s, experiment_id)
+        if exp is None or not get_sight(s, get_actor(request)).sees(exp.owner_id):
             raise HTTPException(404, f"experiment {experiment_id} not found")
     return experiment_id
 
@@ -320,9 +330,11 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/events", responses=STREAM_RESPONSES)
-async def queue_events(request: Request, settings: SettingsDep) -> StreamingResponse:
+async def queue_events(
+    request: Request, settings: SettingsDep, sight: Annotated[users.Sight, Depends(reader_sight)]
+) -> StreamingResponse:
     """Changes of every experiment, as they reach the database (see the module docstring)."""
-    return _response(request, QueueWatch(), settings)
+    return _response(request, QueueWatch(sight), settings)
 
 
 @router.get("/experiments/{experiment_id}/events", responses=STREAM_RESPONSES)

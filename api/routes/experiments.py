@@ -24,6 +24,7 @@ from api.deps import (
     SettingsDep,
     get_actor,
     get_experiment,
+    get_sight,
     may_act,
 )
 from api.idempotency import Idempotency, IdempotencyDep
@@ -291,6 +292,7 @@ def _page(
             sweep_id=sweep_id,
             limit=limit,
             offset=offset,
+            readable=get_sight(session, actor).where(Experiment.owner_id),
             **_owner_filter(session, owner, actor),
         )
         positions = scheduling.queue_positions(session, [r.id for r in rows if r.status == QUEUED])
@@ -305,12 +307,13 @@ def _page(
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
 async def read(experiment_id: IdPath, request: Request) -> ExperimentPublic:
-    return await run_in_threadpool(_read, experiment_id, get_actor(request).token_id)
+    return await run_in_threadpool(_read, experiment_id, get_actor(request))
 
 
-def _read(experiment_id: int, viewer: int | None) -> ExperimentPublic:
+def _read(experiment_id: int, actor: users.Actor) -> ExperimentPublic:
     with session_scope() as session:
-        return to_public(session, get_experiment(experiment_id, session), viewer)
+        exp = get_experiment(experiment_id, session, get_sight(session, actor))
+        return to_public(session, exp, actor.token_id)
 
 
 @router.get("/{experiment_id}/history", response_model=list[EpochPublic])

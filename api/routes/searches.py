@@ -19,7 +19,17 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api import deletion
-from api.deps import JSON_WRITE, MAX_ID, ActorDep, IdPath, NoBody, SessionDep, SettingsDep, may_act
+from api.deps import (
+    JSON_WRITE,
+    MAX_ID,
+    ActorDep,
+    IdPath,
+    NoBody,
+    SessionDep,
+    SettingsDep,
+    SightDep,
+    may_act,
+)
 from api.routes.experiments import PriorityQuery, enqueue_stored
 from api.schemas import Deleted
 from core import figures
@@ -169,9 +179,9 @@ def _public(session: Session, search: Search) -> SearchPublic:
     )
 
 
-def get_search(search_id: IdPath, session: SessionDep) -> Search:
+def get_search(search_id: IdPath, session: SessionDep, sight: SightDep) -> Search:
     search = db_searches.get_search(session, search_id)
-    if search is None:
+    if search is None or not sight.sees(search.owner_id):
         raise HTTPException(404, f"search {search_id} not found")
     return search
 
@@ -240,8 +250,12 @@ def list_(
     response: Response,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    *,
+    sight: SightDep,
 ) -> list[SearchSummary]:
-    rows, total = db_searches.list_searches(session, limit=limit, offset=offset)
+    rows, total = db_searches.list_searches(
+        session, limit=limit, offset=offset, readable=sight.where(Search.owner_id)
+    )
     response.headers["X-Total-Count"] = str(total)
     owners = users.names(session, {s.owner_id for s in rows})
     out = []

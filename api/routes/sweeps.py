@@ -19,6 +19,7 @@ from api.deps import (
     NoBody,
     SessionDep,
     SettingsDep,
+    SightDep,
     may_act,
 )
 from api.idempotency import Idempotency, IdempotencyDep
@@ -106,9 +107,9 @@ def csv_cell(value: object) -> object:
     return value
 
 
-def get_sweep(sweep_id: IdPath, session: SessionDep) -> Sweep:
+def get_sweep(sweep_id: IdPath, session: SessionDep, sight: SightDep) -> Sweep:
     sweep = db_sweeps.get_sweep(session, sweep_id)
-    if sweep is None:
+    if sweep is None or not sight.sees(sweep.owner_id):
         raise HTTPException(404, f"sweep {sweep_id} not found")
     return sweep
 
@@ -158,8 +159,12 @@ def list_(
     preset: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    *,
+    sight: SightDep,
 ) -> list[SweepSummary]:
-    rows, total = db_sweeps.list_sweeps(session, preset=preset, limit=limit, offset=offset)
+    rows, total = db_sweeps.list_sweeps(
+        session, preset=preset, limit=limit, offset=offset, readable=sight.where(Sweep.owner_id)
+    )
     counts = db_sweeps.status_counts(session, [s.id for s in rows])
     response.headers["X-Total-Count"] = str(total)
     owners = users.names(session, {s.owner_id for s in rows})

@@ -177,3 +177,48 @@ def test_a_refused_submit_leaves_no_audit_entry(make_client):
     assert client.post("/experiments", json=TINY, headers=root).status_code == 429
     log = client.get("/audit", headers=root).json()
     assert [e["action"] for e in log] == ["experiment.submit"]
+
+
+def test_visibility_own_hides_others_results_from_members_and_viewers(make_client):
+    """LABQ_VISIBILITY=own: members and viewers read only their own runs, sweeps and searches
+    (others' are a 404, as if absent, on every read path: JSON, figures, streams, pages, lists);
+    admins read all; a caller without a token reads nothing once tokens exist."""
+    from tests.api.test_delete_routes import SEARCH
+
+    client = make_client(LABQ_VISIBILITY="own")
+    t = team(client)
+    run = submit(client, t["alice"])
+    sweep = client.post("/sweeps", json=SWEEP, headers=t["alice"]).json()["id"]
+    search = client.post("/searches", json=SEARCH, headers=t["alice"]).json()["id"]
+    bobs = submit(client, t["bob"])
+    hidden = [
+        f"/experiments/{run}",
+        f"/experiments/{run}/history",
+        f"/experiments/{run}/events",
+        f"/runs/{run}",
+        f"/sweeps/{sweep}",
+        f"/sweeps/{sweep}/results.csv",
+        f"/searches/{search}",
+        f"/search/{search}",
+    ]
+    for who in ("bob", "viola", None):
+        headers = t[who] if who else {}
+        for path in hidden:
+            r = client.get(path, headers=headers)
+            assert r.status_code == 404, (who, path, r.status_code)
+        listed = {e["id"] for e in client.get("/experiments", headers=headers).json()["items"]}
+        assert listed == ({bobs} if who == "bob" else set()), who
+        assert client.get("/sweeps", headers=headers).json() == []
+        assert client.get("/searches", headers=headers).json() == []
+    r = client.post(f"/experiments/{run}/cancel", json={}, headers=t["bob"])
+    assert r.status_code == 404  # not 403: that would tell bob the run exists
+
+    for who in ("alice", "root"):
+        for path in hidden:
+            if path.endswith("/events"):
+                continue  # a stream of a queued run never ends: the 404 above is what matters
+            assert client.get(path, headers=t[who]).status_code == 200, (who, path)
+    everything = {e["id"] for e in client.get("/experiments", headers=t["root"]).json()["items"]}
+    assert {run, bobs} <= everything
+    alices = client.get("/experiments?owner=me", headers=t["alice"]).json()["items"]
+    assert run in {e["id"] for e in alices} and bobs not in {e["id"] for e in alices}
