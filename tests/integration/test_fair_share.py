@@ -1,7 +1,9 @@
 """Fair share on a live labq with one real worker (SQLite and PostgreSQL): ann's sweep of 20 runs
-is queued behind her held run, then ben queues one run; when ann's run ends, ben's is the next to
-start, and the queue position the API showed him beforehand was 1. The worker's hold hook keeps
-ann's first run inside its epoch until the queue is in place, so nothing races the clock."""
+is queued behind her held run, then ben queues one run, then ann one at high priority; when ann's
+run ends, her high-priority run starts next and then ben's, as the queue positions the API showed
+beforehand said; a sweep over ann's queued-jobs limit is a 429 that stores nothing. The worker's
+hold hook keeps ann's first run inside its epoch until the queue is in place, so nothing races
+the clock."""
 
 import os
 
@@ -27,7 +29,7 @@ def stack(request, tmp_path):
     s = Stack(
         tmp_path / "data",
         database_url=database_url,
-        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "ann-first:1"},
+        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "ann-first:1", "LABQ_MAX_QUEUED_PER_USER": "22"},
     )
     s.start()
     yield s
@@ -55,11 +57,20 @@ def test_one_persons_sweep_does_not_hold_back_anothers_run(stack):
         r = c.post("/experiments", json={**RUN, "name": "ben-one"}, headers=ben)
         assert r.status_code == 202, r.text
         single = r.json()["id"]
+        # A high-priority run goes before every normal one, whoever owns it.
+        r = c.post("/experiments?priority=high", json={**RUN, "name": "ann-urgent"}, headers=ann)
+        assert r.status_code == 202, r.text
+        urgent = r.json()["id"]
+        # ann has 21 queued jobs; her limit (LABQ_MAX_QUEUED_PER_USER=22) refuses 2 more, whole.
+        r = c.post("/sweeps", json={**sweep, "repeats": 1, "grid": {"epochs": [1, 2]}}, headers=ann)
+        assert r.status_code == 429 and "LABQ_MAX_QUEUED_PER_USER" in r.json()["detail"], r.text
+        assert "Retry-After" in r.headers
 
         # What ben is shown is the order the worker will follow.
-        assert c.get(f"/experiments/{single}").json()["queue_position"] == 1
+        assert c.get(f"/experiments/{urgent}").json()["queue_position"] == 1
+        assert c.get(f"/experiments/{single}").json()["queue_position"] == 2
         positions = [c.get(f"/experiments/{i}").json()["queue_position"] for i in children[:3]]
-        assert positions == [2, 3, 4]
+        assert positions == [3, 4, 5]
 
         stack.release(first)
         stack.wait(first)
@@ -71,4 +82,5 @@ def test_one_persons_sweep_does_not_hold_back_anothers_run(stack):
     starts = stack.sql(
         "SELECT id FROM experiments WHERE started_at IS NOT NULL ORDER BY started_at, id"
     )
-    assert [row[0] for row in starts][:2] == [first, single], (starts, stack.logs())
+    assert [row[0] for row in starts][:3] == [first, urgent, single], (starts, stack.logs())
+    assert len(stack.sql("SELECT id FROM sweeps")) == 1  # the refused sweep stored nothing
