@@ -5,6 +5,7 @@ TensorFlow: each pool child imports it, and loads MNIST, once in `worker_process
 """
 
 import logging
+import os
 import threading
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
@@ -20,6 +21,12 @@ app.conf.worker_proc_alive_timeout = 120
 app.conf.include = ["worker.tasks"]
 
 _stop = threading.Event()
+# Held by the reaper thread for each pass, and by every fork of this process (the pool replacing a
+# child that died): a child forked while the thread is inside SQLite would inherit that moment's
+# library mutexes and file-lock bookkeeping, taken mid-operation, and could then wait forever on
+# a lock nobody holds (seen as a replacement child that never claimed its job, or "database is
+# locked" for over a minute). So a fork waits for the pass in progress, and a pass for the fork.
+_reaping = threading.Lock()
 
 
 @worker_process_init.connect
@@ -49,7 +56,8 @@ def _reaper_loop() -> None:
     interval = max(2.0, get_settings().lease_seconds / 4)
     while not _stop.wait(interval):
         try:
-            reap()
+            with _reaping:
+                reap()
         except Exception:  # the reaper must never take the worker down
             log.exception("reaper pass failed")
 
@@ -59,6 +67,11 @@ def _on_ready(**_):
     from worker.reaper import reap
 
     reap(requeue_queued=True)
+    os.register_at_fork(
+        before=_reaping.acquire,
+        after_in_parent=_reaping.release,
+        after_in_child=_reaping.release,  # the child's copy, locked at the fork
+    )
     threading.Thread(target=_reaper_loop, name="labq-reaper", daemon=True).start()
 
 

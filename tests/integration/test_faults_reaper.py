@@ -1,6 +1,7 @@
-"""The reaper against a real Redis and SQLite, in-process: a queued job whose message the broker lost
-is sent again, once per loss, not on every pass; a worker start sends every queued job once; an
-expired lease is requeued once, and failed at the attempt cap."""
+"""The reaper against a real Redis and a real database (SQLite, and PostgreSQL as the distributed
+leg runs it), in-process: a queued job whose message the broker lost is sent again, once per
+loss, not on every pass; a worker start sends every queued job once; an expired lease is requeued
+once, and failed at the attempt cap; a dead pid on this host never expires another host's job."""
 
 import subprocess
 import time
@@ -14,16 +15,22 @@ from cli.stack import redis_server_binary
 from core.constants import FAILED, QUEUED, RUNNING
 from core.queue import queued_messages
 from core.spec import ExperimentSpec
-from tests.stack import free_port
+from tests.stack import create_pg_database, free_port
 
 pytestmark = pytest.mark.integration
 
 SPEC = ExperimentSpec(layers=[{"units": 8}], epochs=1, train_samples=1000)
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Settings, engine and broker clients pointed at a fresh SQLite file and Redis server."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def env(request, tmp_path, monkeypatch, pg_admin_url):
+    """Settings, engine and broker clients pointed at a fresh database (SQLite file or PostgreSQL
+    database) and Redis server."""
+    database_url = ""
+    if request.param == "postgres":
+        if not pg_admin_url:
+            pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
+        database_url = create_pg_database(pg_admin_url)
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -50,7 +57,10 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("LABQ_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LABQ_REDIS_PORT", str(port))
     monkeypatch.setenv("LABQ_MAX_ATTEMPTS", "2")
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    if database_url:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
     from core import queue, settings
     from db import session
