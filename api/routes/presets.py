@@ -124,7 +124,9 @@ def run(
         search = SearchSpec.model_validate(
             {**preset.search, "name": body.name or preset.name, "base": base}
         )
-        return queue_search(session, settings, search, response, actor, preset=preset.name)
+        return queue_search(
+            session, settings, search, response, actor, preset=preset.name, idem=idem
+        )
     spec = SweepSpec(
         name=body.name or preset.name, base=base, grid=preset.grid, repeats=body.repeats
     )

@@ -15,10 +15,11 @@ from typing import Annotated, Any
 import optuna
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api import deletion
+from api import deletion, idempotency
 from api.deps import (
     JSON_WRITE,
     MAX_ID,
@@ -30,6 +31,7 @@ from api.deps import (
     SightDep,
     may_act,
 )
+from api.idempotency import Idempotency, IdempotencyDep
 from api.routes.experiments import PriorityQuery, enqueue_stored
 from api.schemas import Deleted
 from core import figures
@@ -189,15 +191,16 @@ def get_search(search_id: IdPath, session: SessionDep, sight: SightDep) -> Searc
 SearchDep = Annotated[Search, Depends(get_search)]
 
 
-@router.post("", status_code=202, response_model=SearchAccepted)
+@router.post("", status_code=202, response_model=SearchAccepted, responses=idempotency.RESPONSES)
 def create(
     spec: SearchSpec,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
+    idem: IdempotencyDep,
     actor: ActorDep,
     priority: PriorityQuery = "normal",
-) -> SearchAccepted:
+) -> SearchAccepted | JSONResponse:
     """Store a search and queue its first `parallel` trials: 202 with `Location`. The search and
     every trial it asks are owned by the caller (a viewer: 403). `?priority=` sets the priority
     of every trial and confirmation run it asks for.
@@ -206,8 +209,12 @@ def create(
     exist in the spec; every corner of the space must be a valid experiment under the cost cap
     (LABQ_MAX_JOB_FLOPS); `base.validation` must be a hold-out (selection never reads the test
     set); a `grid` sampler takes int and categorical dimensions only; several `objectives`
-    take no pruner and no `confirm`, and `cmaes` takes one objective."""
-    return queue_search(session, settings, spec, response, actor, scheduling.PRIORITIES[priority])
+    take no pruner and no `confirm`, and `cmaes` takes one objective. With an `Idempotency-Key`,
+    a re-send of the same body gets the first answer and stores nothing; the same key with
+    another body is a 422 naming the header."""
+    return queue_search(
+        session, settings, spec, response, actor, scheduling.PRIORITIES[priority], idem=idem
+    )
 
 
 def queue_search(
@@ -219,9 +226,11 @@ def queue_search(
     priority: int = NORMAL,
     preset: str | None = None,
     loc: tuple[str, ...] = ("body",),
-) -> SearchAccepted:
+    idem: Idempotency | None = None,
+) -> SearchAccepted | JSONResponse:
     """Check, store and queue a search (POST /searches, a search preset's run); every problem is
-    a 422 at `loc` + the field."""
+    a 422 at `loc` + the field. With an Idempotency-Key seen before: the first answer, nothing
+    stored."""
     try:
         base = check(spec, settings.max_job_flops)
     except SweepError as exc:
@@ -231,14 +240,18 @@ def queue_search(
                 for p in exc.problems
             ]
         ) from None
+    if (first := idempotency.replay(session, idem)) is not None:
+        return first
+    idempotency.reserve(session, idem)
     scheduling.check_user_limits(session, actor.user_id, actor.role, spec.parallel, priority)
     search, ids = db_searches.create_search(
         session, spec, base, owner_id=actor.user_id, token_id=actor.token_id, priority=priority
     )
     trials = [e for i in ids if (e := session.get(Experiment, i)) is not None]
     users.audit(session, actor, "search.submit", f"search {search.id} ({len(ids)} trials)")
-    session.commit()
     answer = SearchAccepted(id=search.id, status="queued", trials=ids, url=f"/searches/{search.id}")
+    idempotency.remember(session, idem, 202, answer, answer.url)
+    session.commit()
     answer.warning = enqueue_stored(trials)
     response.headers["Location"] = answer.url
     return answer

@@ -81,3 +81,17 @@ def test_resent_sweep_and_preset_run_store_once(client: TestClient):
     before = count_rows(client)
     assert client.post(f"/presets/{preset}/run", json=run, headers=KEY).json() == ran.json()
     assert count_rows(client) == before
+
+
+def test_resent_search_stores_once(client: TestClient):
+    from tests.api.test_delete_routes import SEARCH
+
+    first = client.post("/searches", json=SEARCH, headers=KEY)
+    again = client.post("/searches", json=SEARCH, headers=KEY)
+    assert first.status_code == again.status_code == 202, first.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == f"/searches/{first.json()['id']}"
+    assert len(client.get("/searches").json()) == 1
+    assert count_rows(client) == len(first.json()["trials"])  # the first trials, asked once
+    changed = client.post("/searches", json={**SEARCH, "trials": 5}, headers=KEY)
+    assert changed.status_code == 422 and "Idempotency-Key" in changed.json()["message"]
