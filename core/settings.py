@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     # The training engine's XLA switch (TensorFlow backend): auto (off, the measured faster
     # choice), on, off. The JAX backend always compiles its loops with XLA.
     jit: Literal["auto", "on", "off"] = Field("auto", validation_alias=AliasChoices("LABQ_JIT"))
+    # Compiled models a worker process keeps between jobs, one per model shape (worker/engine/
+    # warm.py): a job of a kept shape reuses its traced functions. 0: build every job afresh.
+    warm_models: int = Field(8, ge=0, validation_alias=AliasChoices("LABQ_WARM_MODELS"))
     # The worker's Keras backend (KERAS_BACKEND in its pool children); BENCHMARKS.md says why
     # this default.
     backend: Literal["tensorflow", "jax"] = Field(

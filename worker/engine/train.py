@@ -18,10 +18,11 @@ import numpy as np
 
 from core.model_artifacts import ModelExport
 from core.spec import ExperimentSpec, Holdout
+from worker.engine import warm
 from worker.engine.data import Mnist
 from worker.engine.export import export
-from worker.engine.model import build_model, build_optimizer, layer_table, spec_callbacks
-from worker.engine.steps import Steps, make_steps, resident, use_jit
+from worker.engine.model import layer_table, spec_callbacks
+from worker.engine.steps import Steps, resident
 
 PROBE_SIZE = 512  # fixed batch of training images for per-layer gradient norms
 FILTER_COLUMNS = 100  # first-layer kernel columns kept for filters.png
@@ -132,13 +133,7 @@ def train(
     keras.utils.set_random_seed(spec.seed)
     t0 = time.perf_counter()
     data_t = resident(data)
-    model = build_model(spec)
-    model.compile(
-        optimizer=build_optimizer(spec),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    steps = make_steps(model, jit=use_jit(spec))
+    model, steps, _ = warm.model_and_steps(spec)
     result = RunResult(
         layers=layer_table(model),
         params=int(model.count_params()),
