@@ -1,5 +1,5 @@
 """A lab group sharing one live labq (real API, worker, Redis; SQLite and PostgreSQL): users made
-with `labq user add`, two members and a viewer. Cross-user cancel and delete are 403 naming the
+with `labq user add`, two members and a viewer. Cross-user cancel, retry and delete are 403 naming the
 owner, the viewer's writes are 403, a run deleted mid-epoch stops and leaves no row behind, the
 admin acts on all, `labq user disable` stops a user's tokens at once, and `labq audit` shows each
 write."""
@@ -64,6 +64,9 @@ def test_a_lab_group_shares_one_labq(stack):
         r = c.post(f"/experiments/{run}/cancel", json={}, headers=root)
         assert r.status_code == 202
         stack.wait(run, statuses=("cancelled",))
+        r = c.post(f"/experiments/{run}/retry", json={}, headers=bob)
+        assert r.status_code == 403 and "'alice'" in r.json()["detail"], r.text
+        assert c.get(f"/experiments/{run}").json()["status"] == "cancelled"
 
         # Deleting a run mid-epoch: only its owner (or an admin); it stops, leaves no row behind,
         # and the worker goes on to the next job.
