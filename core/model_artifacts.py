@@ -15,6 +15,8 @@ says so; so are its plain weights when they too are over the cap.
 from dataclasses import dataclass
 from typing import Any
 
+FIRST_KERNEL = "first_kernel.npy"  # the first Dense layer's kernel columns, for filters.png
+NPY_TYPE = "application/x-npy"
 MODEL = "model.keras"
 WEIGHTS = "weights.npz"
 MISTAKES = "mistakes.npz"

@@ -5,6 +5,8 @@ distributed configuration). The postgres leg needs LABQ_TEST_PG_URL (scripts/pos
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -88,6 +90,16 @@ def make_distributed(tmp_path_factory, pg_admin_url, workers: int = 1, **kw) -> 
         workers=workers,
         **kw,
     )
+
+
+@contextmanager
+def started(stack: Stack) -> Iterator[Stack]:
+    """A live stack for the `with` block (a test's own fixture: `with started(make_stack(...))`)."""
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from core.constants import CANCELLED, FAILED, PRUNED, QUEUED, SUCCEEDED
+from core.model_artifacts import FIRST_KERNEL, NPY_TYPE
 from core.queue import enqueue, mark_consumed, spec_flops, time_limits
 from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
@@ -54,8 +55,6 @@ if TYPE_CHECKING:  # the engine imports Keras: only a worker child, after fork, 
 
 log = logging.getLogger("labq.job")
 
-FIRST_KERNEL = "first_kernel.npy"  # the first layer's weights, for filters.png
-NPY_TYPE = "application/x-npy"
 CHECKPOINT_TYPE = "application/x-labq-checkpoint"
 
 _breaker: Breaker | None = None

@@ -39,6 +39,7 @@ from api.schemas import (
 )
 from core import figures
 from core.constants import CANCELLED, QUEUED, STATUSES
+from core.model_artifacts import FIRST_KERNEL
 from core.queue import enqueue, spec_flops
 from core.spec import ExperimentSpec, architecture, cost_error
 from db import repo, scheduling, searches, users
@@ -332,7 +333,7 @@ def history(exp: ExperimentDep, session: SessionDep) -> list[EpochPublic]:
 def filters(
     exp: ExperimentDep, session: SessionDep, n: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> Response:
-    art = repo.get_artifact(session, exp.id, "first_kernel.npy")
+    art = repo.get_artifact(session, exp.id, FIRST_KERNEL)
     if art is None:
         raise HTTPException(
             409, f"experiment {exp.id} has no trained weights yet (status {exp.status})"

@@ -5,12 +5,10 @@ beforehand said; a sweep over ann's queued-jobs limit is a 429 that stores nothi
 hold hook keeps ann's first run inside its epoch until the queue is in place, so nothing races
 the clock."""
 
-import os
-
 import httpx
 import pytest
 
-from tests.stack import Stack, create_pg_database
+from tests.conftest import make_stack, started
 
 pytestmark = pytest.mark.integration
 
@@ -19,21 +17,11 @@ FIRST = {**RUN, "name": "ann-first", "epochs": 2}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def stack(request, tmp_path):
-    database_url = ""
-    if request.param == "postgres":
-        admin = os.environ.get("LABQ_TEST_PG_URL")
-        if not admin:
-            pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
-        database_url = create_pg_database(admin)
-    s = Stack(
-        tmp_path / "data",
-        database_url=database_url,
-        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "ann-first:1", "LABQ_MAX_QUEUED_PER_USER": "22"},
-    )
-    s.start()
-    yield s
-    s.stop()
+def stack(request, tmp_path_factory, pg_admin_url, external_redis):
+    env = {"LABQ_TEST_HOLD_IN_EPOCH": "ann-first:1", "LABQ_MAX_QUEUED_PER_USER": "22"}
+    legs = (request.param, tmp_path_factory, pg_admin_url, external_redis)
+    with started(make_stack(*legs, extra_env=env)) as s:
+        yield s
 
 
 def test_one_persons_sweep_does_not_hold_back_anothers_run(stack):

@@ -4,12 +4,10 @@ owner, the viewer's writes are 403, a run deleted mid-epoch stops and leaves no 
 admin acts on all, `labq user disable` stops a user's tokens at once, and `labq audit` shows each
 write."""
 
-import os
-
 import httpx
 import pytest
 
-from tests.stack import Stack, create_pg_database
+from tests.conftest import make_stack, started
 
 pytestmark = pytest.mark.integration
 
@@ -17,21 +15,10 @@ LONG = {"layers": [{"units": 32}], "epochs": 300, "batch_size": 32, "train_sampl
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def stack(request, tmp_path):
-    database_url = ""
-    if request.param == "postgres":
-        admin = os.environ.get("LABQ_TEST_PG_URL")
-        if not admin:
-            pytest.skip("PostgreSQL leg: LABQ_TEST_PG_URL not set (run via `make test`)")
-        database_url = create_pg_database(admin)
-    s = Stack(
-        tmp_path / "data",
-        database_url=database_url,
-        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "bob-held:1"},
-    )
-    s.start()
-    yield s
-    s.stop()
+def stack(request, tmp_path_factory, pg_admin_url, external_redis):
+    legs = (request.param, tmp_path_factory, pg_admin_url, external_redis)
+    with started(make_stack(*legs, extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "bob-held:1"})) as s:
+        yield s
 
 
 def test_a_lab_group_shares_one_labq(stack):
