@@ -174,14 +174,6 @@ def _objective_problems(spec: SearchSpec) -> list[Problem]:
             seen.add(goal.metric)
         if spec.pruner.type != "none":
             out.append(Problem("pruner.type", 'Optuna\'s pruners take one objective: set "none"'))
-        if spec.confirm is not None:
-            out.append(
-                Problem(
-                    "confirm",
-                    "the confirmation picks one winner by one objective; several objectives "
-                    "answer with the Pareto front",
-                )
-            )
         if spec.sampler == "cmaes":
             out.append(Problem("sampler", "cmaes takes one objective: use nsga2, tpe or random"))
     if spec.sampler == "cmaes" and all(isinstance(d, CategoricalDim) for d in spec.space.values()):

@@ -304,7 +304,7 @@ def top_up(session: Session, search_id: int, *, token_id: int | None = None) -> 
     if any(e.status not in FINISHED for e in confirms):
         return []
     if several(spec):
-        search.result = {
+        result: dict[str, Any] = {
             "winner": None,
             "pareto_front": pareto_front(session, search, trials),
             "rule": "several objectives: every completed trial that no other completed trial "
@@ -312,6 +312,9 @@ def top_up(session: Session, search_id: int, *, token_id: int | None = None) -> 
             "test accuracy is read",
             "test_accuracy": None,
         }
+        if confirms:
+            result.update(confirm_front(session, spec, confirms))
+        search.result = result  # assigned whole: a JSON column does not see changes in place
         return []
     search.result = conclude(session, search, trials, confirms)
     return []
@@ -331,13 +334,65 @@ def ranked(
     return sorted(done, key=lambda tv: tv[1], reverse=spec.objective.direction == "maximize")
 
 
+def _to_confirm(session: Session, search: Search, trials: list[Experiment]) -> list[Experiment]:
+    """The trials the confirmation re-runs: the `confirm.top` best by the objective, or with
+    several objectives the Pareto front's, best first by the first objective."""
+    spec = spec_of(search)
+    assert spec.confirm is not None
+    if not several(spec):
+        return [exp for exp, _ in ranked(session, search, trials)[: spec.confirm.top]]
+    front = set(pareto_front(session, search, trials))
+    values = trial_values(session, spec, trials)
+    sign = 1.0 if spec.goals()[0].direction == "maximize" else -1.0
+    members = [t for t in trials if (t.search_trial or {}).get("number") in front]
+    members.sort(key=lambda t: -sign * (values[t.id] or [0.0])[0])
+    return members[: spec.confirm.top]
+
+
+def confirm_front(session: Session, spec: SearchSpec, confirms: list[Experiment]) -> dict[str, Any]:
+    """Several objectives: each confirmed front point's mean ± std per objective over its new
+    seeds, and the front again on those means (a point the seeds showed to be dominated leaves
+    it). No test accuracy is read: there is no single winner to read it for."""
+    values = trial_values(session, spec, confirms)
+    by_trial: dict[int, list[list[float]]] = {}
+    for c in confirms:
+        vals = values[c.id]
+        by_trial.setdefault((c.search_trial or {})["confirm_of"], [])
+        if vals is not None:
+            by_trial[(c.search_trial or {})["confirm_of"]].append(vals)
+    goals = spec.goals()
+    points: list[dict[str, Any]] = []
+    measured: list[tuple[int, list[float]]] = []
+    for number, runs in sorted(by_trial.items()):
+        cols = list(zip(*runs, strict=True)) if runs else []
+        means = [sum(c) / len(c) for c in cols]
+        stds = [float(stats.tstd(c)) if len(c) > 1 else None for c in cols]
+        points.append(
+            {"trial": number, "n": len(runs), "means": means or None, "stds": stds or None}
+        )
+        if means:
+            measured.append((number, means))
+    signs = [1.0 if g.direction == "maximize" else -1.0 for g in goals]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        pairs = [(s * x, s * y) for s, x, y in zip(signs, a, b, strict=True)]
+        return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+
+    front = [
+        number
+        for number, means in measured
+        if not any(dominates(other, means) for n, other in measured if n != number)
+    ]
+    return {"confirmed": points, "confirmed_front": front}
+
+
 def _queue_confirmation(
     session: Session, search: Search, trials: list[Experiment], token_id: int | None
 ) -> list[int]:
     spec = spec_of(search)
     assert spec.confirm is not None
     ids = []
-    for exp, _ in ranked(session, search, trials)[: spec.confirm.top]:
+    for exp in _to_confirm(session, search, trials):
         t = exp.search_trial or {}
         for i in range(spec.confirm.seeds):
             seed = (spec.base["seed"] + 1 + i) % (2**31)  # seeds the trials were not chosen on

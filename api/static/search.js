@@ -190,7 +190,14 @@
     el.className = "";
     const metric = s.objective.metric, f = fmt(metric);
     if (r.pareto_front) {
+      const goals = s.objectives.map(o => o.metric);
+      const rows = (r.confirmed || []).map(p => `<tr><td>#${p.trial}${(r.confirmed_front || []).includes(p.trial) ? " ★" : ""}</td>` +
+        goals.map((g, i) => `<td class="num">${p.means ? fmt(g)(p.means[i]) : "–"} ± ${p.stds && p.stds[i] != null ? fmt(g)(p.stds[i]) : "–"}</td>`).join("") +
+        `<td class="num">${p.n}</td></tr>`).join("");
       el.innerHTML = `<p><b>Pareto front:</b> trials ${r.pareto_front.map(n => "#" + n).join(", ") || "none"}</p>` +
+        (rows ? `<p><b>On new seeds</b> (★: the front of the means):</p><div class="table-wrap"><table id="confirmed"><thead><tr><th>Trial</th>` +
+          goals.map(g => `<th class="num">${e(g)} mean ± std</th>`).join("") + `<th class="num">Seeds</th></tr></thead>` +
+          `<tbody>${rows}</tbody></table></div>` : "") +
         `<p class="muted small">${e(r.rule)}</p>`;
       return;
     }

@@ -87,7 +87,6 @@ def totals(client: TestClient) -> tuple[int, int]:
         ),
         ({"objectives": GOALS, "objective": {"metric": "val_loss"}}, "objectives"),
         ({"objectives": GOALS, "pruner": {"type": "asha"}}, "pruner.type"),
-        ({"objectives": GOALS, "confirm": {"top": 2, "seeds": 2}}, "confirm"),
         ({"objectives": GOALS, "sampler": "cmaes"}, "sampler"),
         (
             {
@@ -293,6 +292,41 @@ def test_several_objectives_answer_with_the_pareto_front(client, sampler):
         png = client.get(f"/searches/{sid}/{fig}.png")
         assert png.status_code == 200 and png.content[:4] == b"\x89PNG", (fig, png.text)
     assert set(client.get(f"/searches/{sid}/importance").json()) == set(SPACE)
+
+
+def test_the_pareto_front_is_confirmed_on_new_seeds(client):
+    """Several objectives with `confirm`: the front's points (best first by the first objective,
+    `top` of them) re-run on new seeds; the answer gives each one's mean ± std per objective and
+    the front again on those means; the test set is still not read."""
+    spec = body(objectives=GOALS, sampler="nsga2", trials=4, parallel=4)
+    spec["confirm"] = {"top": 2, "seeds": 2}
+    r = client.post("/searches", json=spec)
+    assert r.status_code == 202, r.text
+    sid, trials = r.json()["id"], r.json()["trials"]
+    # (val_accuracy, params): trials 0, 1 and 3 form the front; 2 is dominated by 1.
+    points = [(0.80, 100), (0.90, 300), (0.85, 400), (0.95, 900)]
+    asked = []
+    for exp, (acc, params) in zip(trials, points, strict=True):
+        asked += _finish(exp, [acc - 0.1, acc - 0.05, acc], params=params)
+    s = client.get(f"/searches/{sid}").json()
+    assert s["pareto_front"] == [0, 1, 3] and s["result"] is None
+    confirm = s["confirmation"]
+    assert sorted(asked) == sorted(c["id"] for c in confirm)
+    assert len(confirm) == 4 and {c["confirm_of"] for c in confirm} == {3, 1}  # top 2 by accuracy
+    # On new seeds trial 3 does no better than trial 1 and is bigger: it leaves the front.
+    seen = {3: [0.88, 0.86], 1: [0.90, 0.92]}
+    for c in confirm:
+        acc = seen[c["confirm_of"]].pop()
+        _finish(c["id"], [acc - 0.1, acc - 0.05, acc], params=900 if c["confirm_of"] == 3 else 300)
+    s = client.get(f"/searches/{sid}").json()
+    result = s["result"]
+    assert s["status"] == "done" and result["pareto_front"] == [0, 1, 3]
+    assert result["confirmed_front"] == [1]
+    by_trial = {p["trial"]: p for p in result["confirmed"]}
+    assert by_trial[1]["means"] == [pytest.approx(0.91), 300]
+    assert by_trial[3]["means"] == [pytest.approx(0.87), 900] and by_trial[3]["n"] == 2
+    assert by_trial[1]["stds"][0] == pytest.approx(0.01414, abs=1e-4)
+    assert result["test_accuracy"] is None and result["winner"] is None
 
 
 def test_several_objectives_may_weigh_training_seconds(client):
