@@ -15,6 +15,8 @@ Space: SQLite files run with `auto_vacuum=INCREMENTAL` (db/migrate.py converts o
 space reusable (`labq gc` runs VACUUM on the tables it touched).
 """
 
+import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,6 +28,7 @@ from core.constants import FINISHED, QUEUED, RUNNING
 from db.models import Artifact, EpochRow, Experiment, Search, Sweep
 
 TABLES = ("artifacts", "epochs", "experiments", "sweeps", "searches")
+log = logging.getLogger("labq.deletion")
 
 
 @dataclass
@@ -157,10 +160,17 @@ def reclaim(engine: Engine, vacuum_postgres: bool = False) -> None:
     vacuum, in its own transaction after the deletion's commit); PostgreSQL marks it reusable
     with VACUUM when asked (`labq gc`), else leaves it to autovacuum."""
     if engine.dialect.name == "sqlite":
-        with engine.raw_connection() as conn:
-            # The pragma frees one page per step; sqlite3's execute() takes one step, while
-            # executescript() steps each statement to its end.
-            conn.driver_connection.executescript("PRAGMA incremental_vacuum;")  # type: ignore[union-attr]
+        try:
+            _sqlite_free_pages(engine)
+        except sqlite3.OperationalError as exc:  # busy past the timeout: the rows are gone anyway
+            log.warning("free pages not returned yet (the next deletion returns them): %s", exc)
     elif vacuum_postgres:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM (ANALYZE) " + ", ".join(TABLES)))
+
+
+def _sqlite_free_pages(engine: Engine) -> None:
+    with engine.raw_connection() as conn:
+        # The pragma frees one page per step; sqlite3's execute() takes one step, while
+        # executescript() steps each statement to its end.
+        conn.driver_connection.executescript("PRAGMA incremental_vacuum;")  # type: ignore[union-attr]
