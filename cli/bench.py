@@ -119,17 +119,30 @@ def bench(
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
     if service:
-        from bench.service import run_service, service_tables
+        import os
 
-        report = run_service(
-            clients=max(0, min(clients, 1000)),
-            duration=max(1.0, min(duration, 600.0)),
-            jobs=max(0, min(jobs, 5000)),
-            pickups=max(0, min(pickups, 1000)),
-            log=console.print,
-        )
-        for table in service_tables(report):
-            console.print(table)
+        from bench.service import run_service, service_tables
+        from core.settings import Settings
+
+        chosen = backend or Settings().backend
+        if chosen not in ("tensorflow", "jax", "both"):
+            console.print("[red]--backend: tensorflow, jax or both")
+            raise typer.Exit(2)
+        reports = {}
+        for one in ["tensorflow", "jax"] if chosen == "both" else [chosen]:
+            os.environ["LABQ_BACKEND"] = one  # the stack's workers train with it
+            console.print(f"[bold]backend: {one}")
+            reports[one] = run_service(
+                clients=max(0, min(clients, 1000)),
+                duration=max(1.0, min(duration, 600.0)),
+                jobs=max(0, min(jobs, 5000)),
+                pickups=max(0, min(pickups, 1000)),
+                log=console.print,
+            )
+            for table in service_tables(reports[one]):
+                table.title = f"{table.title} [{one}]"
+                console.print(table)
+        report = reports if len(reports) > 1 else reports[chosen]
     else:
         import os
 
