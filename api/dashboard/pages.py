@@ -10,15 +10,15 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api.deps import ActorDep, get_sight
+from api.deps import ActorDep, IdPath, get_experiment, get_sight
 from core.constants import FINISHED, STATUSES
-from db import repo, searches
+from db import searches
 from db.session import session_scope
 
 API_DIR = FilePath(__file__).resolve().parents[1]
@@ -70,14 +70,9 @@ def login_page(
 
 
 @router.get("/runs/{experiment_id}", response_class=HTMLResponse)
-def run_page(
-    request: Request, experiment_id: Annotated[int, Path(ge=1)], actor: ActorDep
-) -> HTMLResponse:
+def run_page(request: Request, experiment_id: IdPath, actor: ActorDep) -> HTMLResponse:
     with session_scope() as s:
-        exp = repo.get(s, experiment_id)
-        if exp is None or not get_sight(s, actor).sees(exp.owner_id):
-            raise HTTPException(404, f"experiment {experiment_id} not found")
-        name = exp.name
+        name = get_experiment(experiment_id, s, get_sight(s, actor)).name
     return _page(
         request,
         "run.html",
@@ -94,9 +89,7 @@ def searches_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/search/{search_id}", response_class=HTMLResponse)
-def search_page(
-    request: Request, search_id: Annotated[int, Path(ge=1)], actor: ActorDep
-) -> HTMLResponse:
+def search_page(request: Request, search_id: IdPath, actor: ActorDep) -> HTMLResponse:
     """One search, live: trials, best so far, parallel coordinates, importances, the answer."""
     with session_scope() as s:
         search = searches.get_search(s, search_id)

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
@@ -32,7 +32,7 @@ from sqlalchemy import case, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from api.deps import SettingsDep, get_actor, get_sight
+from api.deps import IdPath, SettingsDep, get_actor, get_experiment, get_sight
 from api.routes.experiments import to_public, to_summary
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
@@ -315,11 +315,10 @@ def reader_sight(request: Request) -> users.Sight:
         return get_sight(s, get_actor(request))
 
 
-def run_exists(request: Request, experiment_id: int = Path(ge=1)) -> int:
+def run_exists(request: Request, experiment_id: IdPath) -> int:
+    """The run's id, or 404 (also when it is not the caller's to read), before the stream starts."""
     with session_scope() as s:
-        exp = repo.get(s, experiment_id)
-        if exp is None or not get_sight(s, get_actor(request)).sees(exp.owner_id):
-            raise HTTPException(404, f"experiment {experiment_id} not found")
+        get_experiment(experiment_id, s, get_sight(s, get_actor(request)))
     return experiment_id
 
 

@@ -85,6 +85,14 @@ def test_bad_json_unknown_ids_and_oversized_bodies(client):
         assert client.get(path).status_code == 404
     assert client.post("/experiments/999999/cancel", json={}).status_code == 404
     assert client.get("/experiments/abc").status_code == 422
+    # An id past what the database's integers hold is the client's error, named, on every page
+    # that takes one (the dashboard's and the event stream's too), never a 500.
+    huge = 2**63
+    for path in [f"/experiments/{huge}", f"/experiments/{huge}/events", f"/runs/{huge}"]:
+        r = client.get(path)
+        assert r.status_code == 422 and "experiment_id" in r.text, (path, r.text)
+    r = client.get(f"/search/{huge}")
+    assert r.status_code == 422 and "search_id" in r.text, r.text
 
 
 def test_submit_lists_and_filters_queued_jobs(client):
