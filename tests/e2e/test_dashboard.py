@@ -1,18 +1,22 @@
 """The dashboard driven as a person would: a real Chromium against a live labq stack.
 
 The runs page is opened first and never reloaded; two tiny experiments are submitted through the
-form in another tab (the first keeps the single worker busy, so the second is seen waiting in the
-queue); the runs page must show the second go queued -> running -> succeeded by itself. Then its
-own page, the comparison of the two, and a form submission the API refuses.
+form in another tab, both named for the stack's hold hook (tests/conftest.py HELD), which holds each
+in its epoch 2 until the test releases it: the first keeps the single worker busy until the runs
+page has shown the second waiting in the queue, and the second is held until the page has shown it
+running, so a warm worker never finishes either between two updates of the page. The runs page
+must show the second go queued -> running -> succeeded by itself. Then its own page, the
+comparison of the two, and a form submission the API refuses.
 """
 
 import httpx
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import Recorder
 
 pytestmark = pytest.mark.integration
+
+HELD_NAME = "held-in-epoch-2"  # held in its epoch 2 by the stack's hold hook (tests/conftest.py)
 
 # Records, for every row of the runs table, each distinct (status, queue cell) it has shown.
 WATCH_ROWS = """() => {
@@ -28,6 +32,12 @@ WATCH_ROWS = """() => {
   new MutationObserver(note).observe(document.getElementById('rows'),
                                      {childList: true, subtree: true, characterData: true});
   note();
+}"""
+
+# The row of run `id` shows its place in the queue (the test WATCH_ROWS records as `queued`).
+IN_QUEUE = """id => {
+  const tr = document.querySelector(`#rows tr[data-id="${id}"]`);
+  return !!tr && /in queue/.test(tr.lastElementChild.textContent);
 }"""
 
 # Painted pixels of the chart's canvas (uPlot draws on the next microtask, hence the wait).
@@ -72,21 +82,30 @@ def watched(stack, browser, shots):
 
     form = rec.page()
     form.goto(stack.url + "/submit")
-    fill_form(form, "e2e-first", units=48, epochs=3)
+    fill_form(form, HELD_NAME, units=48, epochs=3)
     first = submit_form(form)
-    fill_form(form, "e2e-second", units=32, epochs=3)
+    fill_form(form, HELD_NAME, units=32, epochs=3)
     second = submit_form(form)
-    try:  # a picture of the queue at work, for the docs; the assertions come below
-        runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.running', timeout=20_000)
-        runs.wait_for_selector(f'#rows tr[data-id="{second}"] .status.queued', timeout=1_000)
-        runs.wait_for_selector("#health.ok", timeout=5_000)
-        runs.screenshot(path=shots / "dashboard-runs-live.png")
-    except PlaywrightTimeout:
-        pass
-
     row = f'#rows tr[data-id="{second}"]'
-    runs.wait_for_selector(f"{row} .status.succeeded", timeout=240_000)
-    runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.succeeded', timeout=60_000)
+    try:
+        # The first is held running, so the second waits in the queue for as long as it takes
+        # the page to show it there (a picture of the queue at work, for the docs).
+        stack.held(first)
+        runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.running')
+        runs.wait_for_selector(f"{row} .status.queued")
+        runs.wait_for_function(IN_QUEUE, arg=second)
+        runs.wait_for_selector("#health.ok")
+        runs.screenshot(path=shots / "dashboard-runs-live.png")
+        stack.release(first)
+        # The second is held running until the page has shown it so, then let finish.
+        stack.held(second)
+        runs.wait_for_selector(f"{row} .status.running")
+        stack.release(second)
+        runs.wait_for_selector(f"{row} .status.succeeded", timeout=240_000)
+        runs.wait_for_selector(f'#rows tr[data-id="{first}"] .status.succeeded', timeout=60_000)
+    finally:  # never leave a held run in front of the package's other tests
+        stack.release(first)
+        stack.release(second)
     runs.wait_for_selector("#health.ok")  # the header found the worker through GET /health
     assert "1 worker" in runs.inner_text("#health")
     runs.screenshot(path=shots / "dashboard-runs.png")
@@ -113,7 +132,7 @@ def test_submitted_run_goes_queued_running_succeeded_without_reload(watched, sta
         "the waiting run never showed its place in the queue"
     )
     exp = stack.get(watched["second"])
-    assert exp["status"] == "succeeded" and exp["name"] == "e2e-second"
+    assert exp["status"] == "succeeded" and exp["name"] == HELD_NAME
     assert exp["spec"]["train_samples"] == 2000 and exp["epochs_done"] == 3
     assert "3/3" in watched["row_text"]
     assert f"{100 * exp['val']['accuracy']:.2f}%" in watched["row_text"]
@@ -173,10 +192,18 @@ def test_rerun_and_cancel_buttons(watched, stack, recorder):
     new_id = int(page.url.rsplit("/", 1)[1])
     assert new_id > watched["second"]
     assert stack.get(new_id)["spec"] == stack.get(watched["first"])["spec"]
-    page.wait_for_selector("#cancel:not(.hidden)")
-    page.click("#cancel")
-    page.wait_for_selector("#status .status.cancelled", timeout=120_000)
-    assert stack.wait(new_id, timeout=60)["status"] == "cancelled"
+    try:
+        # The same spec, so the same name: the hold hook keeps the re-run running (in its epoch
+        # 2) until the cancel stops it.
+        stack.held(new_id)
+        page.wait_for_selector("#status .status.running")
+        page.wait_for_selector("#cancel:not(.hidden)")
+        page.click("#cancel")
+        page.wait_for_selector("#status .status.cancelled", timeout=120_000)
+        exp = stack.wait(new_id, timeout=60)
+        assert exp["status"] == "cancelled" and exp["epochs_done"] == 1
+    finally:
+        stack.release(new_id)
     recorder.check()
 
 
@@ -192,7 +219,7 @@ def test_compare_two_runs_from_the_runs_page(watched, stack, recorder, shots):
     assert_drawn(page, "#chart-acc")
     assert_drawn(page, "#chart-loss")
     legend = page.inner_text("#chart-acc .u-legend")
-    assert f"#{first} e2e-first" in legend and f"#{second} e2e-second" in legend
+    assert f"#{first} {HELD_NAME}" in legend and f"#{second} {HELD_NAME}" in legend
     assert page.locator("#rows tr[data-id]").count() == 2
 
     exps = {i: stack.get(i) for i in (first, second)}

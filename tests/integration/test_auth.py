@@ -9,12 +9,15 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.conftest import HELD
 from tests.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 
 SPEC = {"layers": [{"units": 16}], "epochs": 1, "train_samples": 1000}
-LONG = {"layers": [{"units": 32}], "epochs": 300, "batch_size": 32, "train_samples": 3000}
+# Held in its epoch 2 by the stack's hold hook (tests/conftest.py HELD) until it is cancelled, so
+# it stays queued or running while the job limit is checked, however fast the worker.
+LONG = {"name": "held-in-epoch-2", "layers": [{"units": 32}], "epochs": 3, "train_samples": 1000}
 ALLOWED = "http://allowed.example"
 
 
@@ -34,6 +37,7 @@ def guarded(tmp_path_factory):
     s = Stack(
         tmp_path_factory.mktemp("auth"),
         extra_env={
+            **HELD,
             "LABQ_RATE_LIMIT_PER_MINUTE": "40",
             "LABQ_MAX_ACTIVE_JOBS_PER_TOKEN": "2",
             "LABQ_CORS_ORIGINS": f'["{ALLOWED}"]',
@@ -78,6 +82,8 @@ def test_tokens_guard_writes_and_limits_apply(guarded):
         r = httpx.post(f"{url}/experiments", json=LONG, headers=good)
         assert r.status_code == 202, r.text
         ids.append(r.json()["id"])
+    guarded.held(ids[0])  # running, and the second waits behind it
+    assert [guarded.get(i)["status"] for i in ids] == ["running", "queued"]
     total = httpx.get(f"{url}/experiments").json()["total"]
     r = httpx.post(f"{url}/experiments", json=LONG, headers=good)
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
@@ -103,6 +109,8 @@ def test_tokens_guard_writes_and_limits_apply(guarded):
             httpx.post(f"{url}/experiments/{exp_id}/cancel", headers=good, json={}).status_code
             == 202
         )
+    for exp_id in ids:
+        assert guarded.wait(exp_id)["status"] == "cancelled"
 
     # Requests per minute per token: 40, then 429 with Retry-After.
     codes = [httpx.get(f"{url}/experiments", headers=good).status_code for _ in range(45)]

@@ -48,10 +48,14 @@ def test_submit_watch_status_ls_cancel(live, tiny, tmp_path):
     listing = labq(live, "ls", "--name", "cli-run").stdout
     assert "cli-run" in listing and "784-32-10 relu" in listing and "1 of 1" in listing
 
-    long_id = live.submit({**tiny, "epochs": 100, "train_samples": 4000})
-    live.wait(long_id, statuses=("running",))
-    assert "cancel requested" in labq(live, "cancel", str(long_id)).stdout
-    assert live.wait(long_id)["status"] == "cancelled"
+    # Held in its epoch 2 by the stack's hold hook (tests/conftest.py HELD): running until the
+    # cancel stops it, however fast the worker.
+    held_id = live.submit({**tiny, "name": "held-in-epoch-2"})
+    live.held(held_id)
+    assert live.get(held_id)["status"] == "running"
+    assert "cancel requested" in labq(live, "cancel", str(held_id)).stdout
+    cancelled = live.wait(held_id)
+    assert cancelled["status"] == "cancelled" and cancelled["epochs_done"] == 1
 
 
 def test_bad_input_and_errors_are_reported(live, tmp_path):

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import make_stack
+from tests.conftest import HELD, make_stack
 from tests.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,12 @@ pytestmark = pytest.mark.integration
 LIMIT = 4
 STREAMS, STREAMS_PER_TOKEN = 6, 4
 BURST = 30
-LONG = {"layers": [{"units": 8}], "epochs": 300, "batch_size": 32, "train_samples": 3000}
+# Every run of LONG is held in its epoch 2 by the stack's hold hook until it is cancelled, so the
+# jobs stay queued or running while the limits are checked, however fast the worker. A retry runs
+# the same experiment again, and the hook holds an experiment once per time it is named: named
+# RUNS_HELD times, each of the (at most three) runs of one experiment here is held.
+LONG = {"name": "held-in-epoch-2", "layers": [{"units": 8}], "epochs": 3, "train_samples": 1000}
+RUNS_HELD = 4
 JSON = {"content-type": "application/json"}
 
 
@@ -31,6 +36,7 @@ def limited(request, tmp_path_factory, pg_admin_url, external_redis):
         pg_admin_url,
         external_redis,
         extra_env={
+            "LABQ_TEST_HOLD_IN_EPOCH": ",".join([HELD["LABQ_TEST_HOLD_IN_EPOCH"]] * RUNS_HELD),
             "LABQ_MAX_ACTIVE_JOBS_PER_TOKEN": str(LIMIT),
             "LABQ_MAX_EVENT_STREAMS": str(STREAMS),
             "LABQ_MAX_EVENT_STREAMS_PER_TOKEN": str(STREAMS_PER_TOKEN),

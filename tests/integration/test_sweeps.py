@@ -12,11 +12,31 @@ import httpx
 import matplotlib.image as mpimg
 import pytest
 
+from tests.conftest import HELD, make_stack
 from tests.stack import ROOT
 
 pytestmark = pytest.mark.integration
 
 TINY = {"layers": [{"units": 16}], "epochs": 1, "batch_size": 128, "train_samples": 1000}
+# The sweep that the CLI cancels: its children are named "<sweep>: <config>", and the stack's hold
+# hook holds its first child in epoch 2 (worker/testhooks.py) until the cancel stops it.
+TO_CANCEL = "to-cancel"
+TO_CANCEL_FIRST = f"{TO_CANCEL}: units=16"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request, tmp_path_factory, pg_admin_url, external_redis):
+    hold = HELD["LABQ_TEST_HOLD_IN_EPOCH"] + f",{TO_CANCEL_FIRST}:2"
+    s = make_stack(
+        request.param,
+        tmp_path_factory,
+        pg_admin_url,
+        external_redis,
+        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": hold},
+    )
+    s.start()
+    yield s
+    s.stop()
 
 
 def wait_sweep(stack, sweep_id: int, timeout: float = 240, until=None) -> dict:
@@ -99,20 +119,24 @@ def test_sweep_end_to_end(stack):
 
 def test_cancel_sweep_from_the_cli(stack, tmp_path):
     spec = {
-        "name": "to-cancel",
-        "base": {**TINY, "epochs": 200, "train_samples": 6000},
+        "name": TO_CANCEL,
+        "base": {**TINY, "epochs": 3},
         "grid": {"layers.0.units": [16, 32, 48]},
     }
     (tmp_path / "sweep.json").write_text(json.dumps(spec))
     out = labq(stack, "sweep", str(tmp_path / "sweep.json"))
     assert out.returncode == 0, out.stderr
     sweep_id = int(re.search(r"sweep (\d+) queued: 3 experiment", out.stdout).group(1))
-    wait_sweep(stack, sweep_id, until=lambda s: s["children"][0]["epochs_done"] >= 1)
+    children = httpx.get(f"{stack.url}/sweeps/{sweep_id}", timeout=30).json()["children"]
+    assert children[0]["name"] == TO_CANCEL_FIRST
+    stack.held(children[0]["id"])  # running in its epoch 2; the other two wait behind it
+    held = httpx.get(f"{stack.url}/sweeps/{sweep_id}", timeout=30).json()
+    assert [c["status"] for c in held["children"]] == ["running", "queued", "queued"]
     assert labq(stack, "sweep", "cancel", str(sweep_id)).returncode == 0
     s = wait_sweep(stack, sweep_id)
     assert s["counts"] == {"cancelled": 3}
     first, *rest = s["children"]
-    assert 1 <= first["epochs_done"] < 200
+    assert first["epochs_done"] == 1  # stopped inside epoch 2
     assert all(c["epochs_done"] == 0 for c in rest)
     assert labq(stack, "sweep", "ls").returncode == 0
 

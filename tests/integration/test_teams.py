@@ -7,17 +7,20 @@ write."""
 import httpx
 import pytest
 
-from tests.conftest import make_stack, started
+from tests.conftest import HELD, make_stack, started
 
 pytestmark = pytest.mark.integration
 
-LONG = {"layers": [{"units": 32}], "epochs": 300, "batch_size": 32, "train_samples": 3000}
+# Held in its epoch 2 by the stack's hold hook (tests/conftest.py HELD) until it is cancelled, so
+# it is still running when other users try to change it, however fast the worker.
+LONG = {"name": "held-in-epoch-2", "layers": [{"units": 32}], "epochs": 3, "train_samples": 1000}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def stack(request, tmp_path_factory, pg_admin_url, external_redis):
     legs = (request.param, tmp_path_factory, pg_admin_url, external_redis)
-    with started(make_stack(*legs, extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "bob-held:1"})) as s:
+    hold = {"LABQ_TEST_HOLD_IN_EPOCH": HELD["LABQ_TEST_HOLD_IN_EPOCH"] + ",bob-held:1"}
+    with started(make_stack(*legs, extra_env=hold)) as s:
         yield s
 
 
@@ -41,10 +44,12 @@ def test_a_lab_group_shares_one_labq(stack):
         r = c.post("/experiments", json=LONG, headers={"Authorization": f"Bearer {more}"})
         assert r.status_code == 202, r.text
         run = r.json()["id"]
+        stack.held(run)
         assert c.get(f"/experiments/{run}").json()["owner"] == "alice"
 
         r = c.post(f"/experiments/{run}/cancel", json={}, headers=bob)
         assert r.status_code == 403 and "'alice'" in r.json()["detail"]
+        assert c.get(f"/experiments/{run}").json()["status"] == "running"
         r = c.post("/experiments", json=LONG, headers=viola)
         assert r.status_code == 403 and "viewer" in r.json()["detail"]
         assert c.post("/experiments", json=LONG).status_code == 401  # tokens exist now

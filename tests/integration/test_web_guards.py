@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.conftest import HELD
 from tests.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.integration
 PROXY_NAME = "labq.lab.example"
 EVIL = "http://evil.example"
 JSON = {"content-type": "application/json"}
-LONG = {"layers": [{"units": 8}], "epochs": 300, "batch_size": 32, "train_samples": 3000}
+# Held in its epoch 2 by the stack's hold hook (tests/conftest.py HELD) until it is cancelled, so
+# it is still running when the cancel comes, however fast the worker.
+LONG = {"name": "held-in-epoch-2", "layers": [{"units": 8}], "epochs": 3, "train_samples": 500}
 TINY = {"layers": [{"units": 8}], "epochs": 2, "batch_size": 128, "train_samples": 500}
 
 
@@ -27,7 +30,7 @@ TINY = {"layers": [{"units": 8}], "epochs": 2, "batch_size": 128, "train_samples
 def web(tmp_path_factory):
     s = Stack(
         tmp_path_factory.mktemp("web"),
-        extra_env={"LABQ_ALLOWED_HOSTS": f'["{PROXY_NAME}"]'},
+        extra_env={**HELD, "LABQ_ALLOWED_HOSTS": f'["{PROXY_NAME}"]'},
     )
     s.start()
     yield s
@@ -57,6 +60,7 @@ def test_cross_site_and_non_json_writes_are_refused(web):
     assert totals(web) == before
 
     exp_id = web.submit(LONG)  # curl, scripts, the CLI: no Origin, JSON
+    web.held(exp_id)
     # A write with no body still has to say it is JSON: a form's or a no-cors fetch's is not.
     for headers in (
         {"content-type": "application/x-www-form-urlencoded"},
@@ -73,6 +77,7 @@ def test_cross_site_and_non_json_writes_are_refused(web):
     own = {"Origin": web.url, "Sec-Fetch-Site": "same-origin", **JSON}
     r = httpx.post(f"{web.url}/experiments/{exp_id}/cancel", headers=own)
     assert r.status_code == 202 and r.json()["cancel_requested"] is True
+    assert web.wait(exp_id)["status"] == "cancelled"
     localhost = web.url.replace("127.0.0.1", "localhost")
     r = httpx.post(
         f"{localhost}/experiments",
@@ -196,14 +201,14 @@ def fail(stack: Stack, exp_id: int, traceback: str) -> None:
 
 def test_a_failed_runs_traceback_is_its_submitters(web):
     """Runs last in this module: it creates the stack's first tokens."""
-    local = web.submit({**LONG, "name": "local"})
+    local = web.submit(LONG)
     httpx.post(f"{web.url}/experiments/{local}/cancel", headers=JSON)
     fail(web, local, "File /srv/labq/local.py")
     assert web.get(local)["traceback"] == "File /srv/labq/local.py"  # one local user, no token
 
     alice = {"Authorization": f"Bearer {labq(web, 'token', 'create', 'alice')}"}
     bob = {"Authorization": f"Bearer {labq(web, 'token', 'create', 'bob')}"}
-    r = httpx.post(f"{web.url}/experiments", json={**LONG, "name": "alice's"}, headers=alice)
+    r = httpx.post(f"{web.url}/experiments", json=LONG, headers=alice)
     owned = r.json()["id"]
     httpx.post(f"{web.url}/experiments/{owned}/cancel", headers={**alice, **JSON})
     fail(web, owned, "File /srv/labq/alice.py")
