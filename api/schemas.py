@@ -56,6 +56,8 @@ class ExperimentPublic(BaseModel):
     attempt: int
     worker: str | None
     device: str | None
+    fuse: bool  # may train as a member of a fused program (a sweep's or search's runs)
+    fused: int | None  # members of the fused program that trained it; None: trained alone
     links: dict[str, str]
 
 

@@ -97,6 +97,11 @@ class SearchSpec(_Strict):
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="the sampler's seed")
     confirm: Confirm | None = None
+    fuse: bool = Field(
+        True,
+        description="runs that share a model shape may train together as one program on a JAX "
+        "worker (fused trials); false: each trains alone",
+    )
 
     @model_validator(mode="after")
     def _no_pruner_for_several(self) -> "SearchSpec":

@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     # Compiled models a worker process keeps between jobs, one per model shape (worker/engine/
     # warm.py): a job of a kept shape reuses its traced functions. 0: build every job afresh.
     warm_models: int = Field(8, ge=0, validation_alias=AliasChoices("LABQ_WARM_MODELS"))
+    # Most runs one JAX worker process trains as one fused program (worker/fusion.py): runs of
+    # one sweep or search that share a model shape and were submitted with `fuse` (the default).
+    # 1: every run trains alone. The TensorFlow backend always trains runs alone.
+    fuse_max: int = Field(8, ge=1, le=64, validation_alias=AliasChoices("LABQ_FUSE_MAX"))
     # The worker's Keras backend (KERAS_BACKEND in its pool children); BENCHMARKS.md says why
     # this default.
     backend: Literal["tensorflow", "jax"] = Field(

@@ -32,6 +32,11 @@ class SweepSpec(BaseModel):
         default_factory=dict, description='{"dotted.path": [values]}; the cartesian product runs'
     )
     repeats: int = Field(1, ge=1, le=MAX_REPEATS, description="seeds per configuration")
+    fuse: bool = Field(
+        True,
+        description="children that share a model shape may train together as one program on a "
+        "JAX worker (fused trials); false: each trains alone",
+    )
 
 
 @dataclass

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -99,6 +100,10 @@ class Experiment(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     # 0 low, 1 normal, 2 high: db/scheduling.py ranks queued jobs by it first.
     priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    # May train fused with runs of its sweep or search of the same model shape (worker/fusion.py);
+    # `fused`: the members of the program that trained it (None: it trained alone).
+    fuse: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    fused: Mapped[int | None] = mapped_column(Integer)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

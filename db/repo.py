@@ -70,6 +70,7 @@ def create_experiment(
     token_id: int | None = None,
     owner_id: int | None = None,
     priority: int = 1,
+    fuse: bool = False,
 ) -> Experiment:
     """Queue a new experiment owned by the user `owner_id` (None: the implicit local admin),
     charged to the API token `token_id` (None: no token, or asked by a worker), which must have
@@ -85,6 +86,7 @@ def create_experiment(
         token_id=token_id,
         owner_id=owner_id,
         priority=priority,
+        fuse=fuse,
         epochs_total=spec.epochs,
         created_at=utcnow(),
     )

@@ -21,7 +21,9 @@ leaves its job's message marker cleared, and the reaper sends it again within le
 `queue_order` is the same ranking, read-only: the queue positions users see.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, func, literal_column, select, update
 from sqlalchemy.orm import Session
@@ -121,6 +123,67 @@ def claim_next(
         if not tried:
             return None
         expired = []  # every candidate was taken by another worker: rank again
+
+
+def claim_partners(
+    session: Session,
+    leader_id: int,
+    fits: Callable[[dict[str, Any]], bool],
+    n: int,
+    worker: str,
+    lease_seconds: int,
+) -> list[tuple[int, repo.Claim]]:
+    """Claim up to `n` queued runs to train fused with the run `leader_id` (worker/fusion.py):
+    runs of its sweep or search, submitted with `fuse`, at its priority, never started since
+    they were submitted or retried (nothing to resume), whose stored spec `fits` (the same model
+    shape), oldest first, within the owner's running-job limit. The group trains in one worker
+    process, one slot, as one job would. Each claim is the usual conditional UPDATE."""
+    leader = repo.get(session, leader_id)
+    if leader is None or not leader.fuse or n < 1:
+        return []
+    if leader.sweep_id is not None:
+        family = Experiment.sweep_id == leader.sweep_id
+    elif leader.search_id is not None:
+        family = Experiment.search_id == leader.search_id
+    else:
+        return []
+    limit = get_settings().max_running_per_user
+    owner = leader.owner_id
+    admin = owner is None or session.scalar(select(User.role).where(User.id == owner)) == "admin"
+    if limit and not admin:
+        running = session.scalar(
+            select(func.count())
+            .select_from(Experiment)
+            .where(Experiment.owner_id == owner, Experiment.status == RUNNING)
+        )
+        n = min(n, limit - int(running or 0))
+    candidates = session.execute(
+        select(Experiment.id, Experiment.spec)
+        .where(
+            family,
+            Experiment.status == QUEUED,
+            Experiment.fuse.is_(True),
+            Experiment.attempt == Experiment.retry_base,
+            Experiment.priority == leader.priority,
+            Experiment.id != leader_id,
+        )
+        .order_by(Experiment.id)
+        .limit(CANDIDATES * 4)
+    ).all()
+    session.commit()
+    claimed: list[tuple[int, repo.Claim]] = []
+    for exp_id, spec in candidates:
+        if len(claimed) >= n:
+            break
+        if not fits(spec):
+            continue
+        got = repo.claim(session, exp_id, worker, lease_seconds)
+        if got is not None and got.first:
+            claimed.append((exp_id, got))
+        elif got is not None:  # retried in between: it has a past to resume, so it runs alone
+            repo.release(session, exp_id, got.attempt, "not fused: it has a checkpoint to resume")
+            session.commit()  # queued again; the reaper sends it a wake-up (module docstring)
+    return claimed
 
 
 # --- per-user limits at submit -----------------------------------------------------------------

@@ -223,6 +223,7 @@ def _new_trials(
             token_id=token_id,
             owner_id=search.owner_id,
             priority=search.priority,
+            fuse=spec.fuse,
         )
         exp.search_id = search.id
         exp.search_trial = {
@@ -403,6 +404,7 @@ def _queue_confirmation(
                 token_id=token_id,
                 owner_id=search.owner_id,
                 priority=search.priority,
+                fuse=spec.fuse,
             )
             confirm.search_id = search.id
             confirm.search_trial = {"confirm_of": t["number"], "seed_index": i}

@@ -23,6 +23,7 @@ def create_sweep(
     token_id: int | None = None,
     owner_id: int | None = None,
     priority: int = 1,
+    fuse: bool = False,
 ) -> tuple[Sweep, list[Experiment]]:
     """Add the sweep row and one experiment per (spec, config_key), flushed but not committed:
     the caller commits once, so a sweep is stored whole or not at all."""
@@ -48,6 +49,7 @@ def create_sweep(
                 token_id=token_id,
                 owner_id=owner_id,
                 priority=priority,
+                fuse=fuse,
             )
         )
     return sweep, exps

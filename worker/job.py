@@ -33,7 +33,7 @@ from core.settings import get_settings
 from core.spec import ExperimentSpec, estimate_flops
 from db import model_artifacts, repo, scheduling, searches
 from worker import checkpoint as ckpt
-from worker import testhooks
+from worker import fusion, testhooks
 from worker.breaker import Breaker, stop_taking_jobs
 from worker.lease import (
     LeaseKeeper,
@@ -83,6 +83,19 @@ def environment_failure(exc: BaseException) -> bool:
     return isinstance(exc, WorkerEnvironmentError | OSError) or transient(exc)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """`exc` was raised while handling the process's own exit (a signal handler's SystemExit or
+    a KeyboardInterrupt inside a database write): the process is stopping, the job did not fail."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, SystemExit | KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    return False
+
+
 class Job:
     """One run of one job, read top to bottom: `run` calls `claim`, `build`, `train` (which calls
     `record` at each epoch's end) and `finish`; `fail` and `give_back` end it otherwise.
@@ -120,14 +133,12 @@ class Job:
         try:
             if not self.build(claimed):
                 return "failed"
+            partners = fusion.partners(self, claimed)
+            if partners:
+                return fusion.run_group([self, *partners])
             return self.finish(self.train())
-        except LeaseLost:
-            log.warning("experiment %s attempt %s lost its lease; stopping", self.id, self.attempt)
-            return "lease-lost"
         except Exception as exc:
-            if environment_failure(exc):
-                return self.give_back(exc)
-            return self.fail(exc)
+            return self.end_with(exc)
         finally:
             self.keeper.stopped.set()
             _clear_session()
@@ -151,10 +162,22 @@ class Job:
             return None
         self.id, claimed = got
         mark_consumed(self.id)
-        self.attempt = claimed.attempt
-        self.keeper = LeaseKeeper(self.id, self.attempt, lease, self.settings.cancel_poll_seconds)
-        self.keeper.start()
+        self._hold_lease(claimed)
         return claimed
+
+    @classmethod
+    def adopted(cls, experiment_id: int, claimed: repo.Claim) -> Job:
+        """A job claimed on another's behalf (worker.fusion: a fused program's member)."""
+        job = cls(experiment_id)
+        job._hold_lease(claimed)
+        return job
+
+    def _hold_lease(self, claimed: repo.Claim) -> None:
+        self.attempt = claimed.attempt
+        self.keeper = LeaseKeeper(
+            self.id, self.attempt, self.settings.lease_seconds, self.settings.cancel_poll_seconds
+        )
+        self.keeper.start()
 
     def build(self, claimed: repo.Claim) -> bool:
         """Everything the training needs: the spec re-validated from SQL, the checkpoint to resume
@@ -253,6 +276,27 @@ class Job:
 
     # -- ending otherwise ---------------------------------------------------------------------
 
+    def end_with(self, exc: Exception) -> str:
+        """The run stopped on `exc`: a lost lease stops writing; a process being stopped (the
+        worker's shutdown interrupting a write) leaves the job to its lease, so it resumes
+        elsewhere; a failure of this worker's environment gives the job back; anything else is
+        the job's failure."""
+        if isinstance(exc, LeaseLost):
+            log.warning("experiment %s attempt %s lost its lease; stopping", self.id, self.attempt)
+            return "lease-lost"
+        if interrupted(exc):
+            log.warning(
+                "experiment %s attempt %s: interrupted by this process's shutdown (%s); leaving "
+                "the job to be requeued when its lease lapses",
+                self.id,
+                self.attempt,
+                type(exc).__name__,
+            )
+            return "abandoned"
+        if environment_failure(exc):
+            return self.give_back(exc)
+        return self.fail(exc)
+
     def fail(self, exc: Exception) -> str:
         """The job itself failed: record why; the worker stays healthy."""
         log.exception("experiment %s failed", self.id)
@@ -339,8 +383,9 @@ class Job:
         )
         return resume
 
-    def _record_build(self, result: RunResult) -> None:
-        """Once the model is built: its layers, parameter count, build time and device."""
+    def _record_build(self, result: RunResult, fused: int | None = None) -> None:
+        """Once the model is built: its layers, parameter count, build time and device, and the
+        members of the fused program it trains in (None: alone)."""
         db_write(
             update_if_ours,
             self.id,
@@ -349,6 +394,7 @@ class Job:
             params=result.params,
             build_seconds=result.build_seconds,
             device=self.device,
+            fused=fused,
         )
 
     def _write_epoch(self, session: Session, report: EpochReport) -> tuple[bool, bool]:

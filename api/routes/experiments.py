@@ -167,6 +167,8 @@ def to_public(session: Session, exp: Experiment, viewer: int | None) -> Experime
         attempt=exp.attempt,
         worker=exp.worker,
         device=exp.device,
+        fuse=exp.fuse,
+        fused=exp.fused,
         links={
             "self": base,
             "history": f"{base}/history",

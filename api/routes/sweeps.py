@@ -83,6 +83,7 @@ def queue_sweep(
         token_id=actor.token_id,
         owner_id=actor.user_id,
         priority=priority,
+        fuse=spec.fuse,
     )
     users.audit(session, actor, "sweep.submit", f"sweep {sweep.id} ({len(exps)} experiments)")
     answer = SweepAccepted(

@@ -64,6 +64,7 @@
       ["waited in queue", labq.secs(x.queue_seconds)], ["model build", labq.secs(x.build_seconds)],
       ["training", labq.secs(x.train_seconds)], ["per epoch", labq.secs(perEpoch)],
       ["owner", e(x.owner)], ["worker", e(x.worker || "–")], ["device", e(x.device || "–")], ["attempt", x.attempt],
+      x.fused ? ["trained", `fused, one of ${x.fused} (seconds are its share)`] : null,
       x.sweep_id ? ["sweep", `<a href="/compare?sweep=${x.sweep_id}">#${x.sweep_id}</a>`] : null,
     ]);
     $("spec").innerHTML = specRows(x.spec);

@@ -26,6 +26,66 @@ def _values(variables) -> list[jax.Array]:
     return [v.value for v in variables]
 
 
+def read_state(model: keras.Model) -> tuple:
+    """The model's training state as arrays: (trainable, non-trainable, optimizer variables)."""
+    return (
+        _values(model.trainable_variables),
+        _values(model.non_trainable_variables),
+        _values(model.optimizer.variables),
+    )
+
+
+def write_state(model: keras.Model, state: tuple) -> None:
+    """Put `state` (as read_state returns it) back into the model's Keras variables."""
+    groups = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
+    for group, values in zip(groups, state, strict=True):
+        for var, value in zip(group, values, strict=True):
+            var.assign(value)
+
+
+def _penalized(loss_fn, model: keras.Model, tv, ntv, x, y, training: bool):
+    """(loss with the layers' L2 penalties, probabilities, new non-trainable state)."""
+    probs, ntv, penalties = model.stateless_call(tv, ntv, x, training=training, return_losses=True)
+    loss = loss_fn(y, probs)
+    for p in penalties:
+        loss = loss + p
+    return loss, probs, ntv
+
+
+def _hits(probs, y) -> jax.Array:
+    return jnp.sum(jnp.argmax(probs, axis=1).astype(jnp.int32) == y, dtype=jnp.float32)
+
+
+def train_step(model: keras.Model, loss_fn):
+    """One optimizer step of `model` as a pure function: step((tv, ntv, ov), x, y) ->
+    (new state, sample-weighted loss sum, hits). worker.engine.fused_jax maps it over members."""
+    opt = model.optimizer
+
+    def loss_and_out(tv, ntv, x, y):
+        loss, probs, ntv = _penalized(loss_fn, model, tv, ntv, x, y, True)
+        return loss, (probs, ntv)
+
+    grad_fn = jax.value_and_grad(loss_and_out, has_aux=True)
+
+    def step(state, x, y):
+        tv, ntv, ov = state
+        (loss, (probs, ntv)), grads = grad_fn(tv, ntv, x, y)
+        tv, ov = opt.stateless_apply(ov, grads, tv)
+        return (tv, ntv, ov), loss * jnp.float32(y.shape[0]), _hits(probs, y)
+
+    return step
+
+
+def eval_step(model: keras.Model, loss_fn):
+    """Evaluation of `model` as a pure function: (tv, ntv, x, y) -> (loss sum, hits)."""
+
+    def evaluate(tv, ntv, x, y):
+        loss, probs, _ = _penalized(loss_fn, model, tv, ntv, x, y, False)
+        return loss * jnp.float32(y.shape[0]), _hits(probs, y)
+
+    return evaluate
+
+
 class BackendSteps(Steps):
     def __init__(self, model: keras.Model, jit: bool):
         self.model, self.jit = model, True
@@ -37,24 +97,7 @@ class BackendSteps(Steps):
         self._kernel_at = [i for i, v in enumerate(model.trainable_variables) if id(v) in kernels]
         self.state: tuple | None = None
 
-        def loss_and_out(tv, ntv, x, y):
-            probs, ntv, penalties = model.stateless_call(
-                tv, ntv, x, training=True, return_losses=True
-            )
-            loss = self.loss_fn(y, probs)
-            for p in penalties:
-                loss = loss + p
-            return loss, (probs, ntv)
-
-        grad_fn = jax.value_and_grad(loss_and_out, has_aux=True)
-
-        def step(state, x, y):
-            tv, ntv, ov = state
-            (loss, (probs, ntv)), grads = grad_fn(tv, ntv, x, y)
-            tv, ov = opt.stateless_apply(ov, grads, tv)
-            n = jnp.float32(y.shape[0])
-            hits = jnp.sum(jnp.argmax(probs, axis=1).astype(jnp.int32) == y, dtype=jnp.float32)
-            return (tv, ntv, ov), loss * n, hits
+        step = train_step(model, self.loss_fn)
 
         def rows_fn(state, x, y, rows, start, stop):
             def body(i, carry):
@@ -69,16 +112,7 @@ class BackendSteps(Steps):
         def batch_fn(state, x, y, idx):
             return step(state, x[idx], y[idx])
 
-        def eval_fn(tv, ntv, x, y):
-            probs, _, penalties = model.stateless_call(
-                tv, ntv, x, training=False, return_losses=True
-            )
-            loss = self.loss_fn(y, probs)
-            for p in penalties:
-                loss = loss + p
-            n = jnp.float32(y.shape[0])
-            hits = jnp.sum(jnp.argmax(probs, axis=1).astype(jnp.int32) == y, dtype=jnp.float32)
-            return loss * n, hits
+        eval_fn = eval_step(model, self.loss_fn)
 
         def grads_fn(tv, ntv, x, y):
             def ce(tv):
@@ -93,29 +127,12 @@ class BackendSteps(Steps):
         self._eval = jax.jit(eval_fn)
         self._grads = jax.jit(grads_fn)
 
-    def _read(self) -> tuple:
-        m = self.model
-        return (
-            _values(m.trainable_variables),
-            _values(m.non_trainable_variables),
-            _values(m.optimizer.variables),
-        )
-
     def begin_epoch(self) -> None:
-        self.state = self._read()
+        self.state = read_state(self.model)
 
     def end_epoch(self) -> None:
-        if self.state is None:
-            return
-        tv, ntv, ov = self.state
-        m = self.model
-        for group, values in (
-            (m.trainable_variables, tv),
-            (m.non_trainable_variables, ntv),
-            (m.optimizer.variables, ov),
-        ):
-            for var, value in zip(group, values, strict=True):
-                var.assign(value)
+        if self.state is not None:
+            write_state(self.model, self.state)
         self.state = None
 
     def rows(self, index_rows: np.ndarray) -> jax.Array:

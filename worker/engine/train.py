@@ -22,7 +22,7 @@ from worker.engine import warm
 from worker.engine.data import Mnist
 from worker.engine.export import export
 from worker.engine.model import layer_table, spec_callbacks
-from worker.engine.steps import Steps, resident
+from worker.engine.steps import Resident, Steps, resident
 
 PROBE_SIZE = 512  # fixed batch of training images for per-layer gradient norms
 FILTER_COLUMNS = 100  # first-layer kernel columns kept for filters.png
@@ -71,6 +71,8 @@ class _Reporter(keras.callbacks.Callback):
     """Times each epoch, measures gradient norms on a probe batch, reports, and obeys stop requests."""
 
     checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None = None
+    # The epoch's seconds when not the wall time since it began (a fused member's: its share).
+    seconds: Callable[[], float] | None = None
 
     def __init__(
         self,
@@ -91,7 +93,7 @@ class _Reporter(keras.callbacks.Callback):
         if self.result.stopped == "cancelled":
             return  # stopped inside this epoch (should_stop): it did not finish, report nothing
         logs = logs or {}
-        seconds = time.perf_counter() - self.t0
+        seconds = self.seconds() if self.seconds else time.perf_counter() - self.t0
         report = EpochReport(
             epoch=epoch + 1,
             loss=_finite(logs.get("loss")),
@@ -148,24 +150,58 @@ def train(
         result.epochs = [EpochReport(**h) for h in resume.history]
         initial_epoch = resume.epoch
 
-    n_fit = spec.n_fit
-    x, y = data_t.x_train, data_t.y_train
-    probe = (x[: min(PROBE_SIZE, n_fit)], y[: min(PROBE_SIZE, n_fit)])
-    reporter = _Reporter(result, steps, probe, on_epoch, 1)
-    reporter.checkpoint = checkpoint
-    callbacks: list[keras.callbacks.Callback] = [reporter]
-    callbacks += spec_callbacks(spec)
-    stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
-    if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
-        val = (x, y, n_fit, spec.n_train_total)
-    else:
-        val = (data_t.x_test, data_t.y_test, 0, int(data_t.y_test.shape[0]))
-
+    callbacks = member_callbacks(spec, data_t, result, steps, on_epoch, checkpoint)
     t1 = time.perf_counter()
     _run_epochs(
-        spec, steps, x, y, val, callbacks, result, initial_epoch, should_stop, max(1, check_every)
+        spec,
+        steps,
+        data_t.x_train,
+        data_t.y_train,
+        validation(spec, data_t),
+        callbacks,
+        result,
+        initial_epoch,
+        should_stop,
+        max(1, check_every),
     )
     result.train_seconds = time.perf_counter() - t1
+    conclude(spec, data, steps, callbacks, result)
+    return result
+
+
+def member_callbacks(
+    spec: ExperimentSpec,
+    data_t: Resident,
+    result: RunResult,
+    steps: Steps,
+    on_epoch: Callable[[EpochReport], bool],
+    checkpoint: Callable[[keras.Model, list[EpochReport]], None] | None,
+) -> list[keras.callbacks.Callback]:
+    """labq's epoch reporter (timing, gradient norms on a probe batch, checkpoint, report) and
+    the spec's own Keras callbacks, in the order `fit` would run them."""
+    n = min(PROBE_SIZE, spec.n_fit)
+    reporter = _Reporter(result, steps, (data_t.x_train[:n], data_t.y_train[:n]), on_epoch, 1)
+    reporter.checkpoint = checkpoint
+    return [reporter, *spec_callbacks(spec)]
+
+
+def validation(spec: ExperimentSpec, data_t: Resident) -> tuple:
+    """(x, y, start, stop) of the images epochs are validated on."""
+    if isinstance(spec.validation, Holdout):  # the last `holdout` of the training images in use
+        return (data_t.x_train, data_t.y_train, spec.n_fit, spec.n_train_total)
+    return (data_t.x_test, data_t.y_test, 0, int(data_t.y_test.shape[0]))
+
+
+def conclude(
+    spec: ExperimentSpec,
+    data: Mnist,
+    steps: Steps,
+    callbacks: list[keras.callbacks.Callback],
+    result: RunResult,
+) -> None:
+    """After the last epoch: the test read, the first layer's filters and the export."""
+    model, data_t = steps.model, resident(data)
+    stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
     if result.stopped is None and len(result.epochs) < spec.epochs:
         result.stopped = "early_stopping"
 
@@ -186,7 +222,8 @@ def train(
         )
         holdout = None
         if isinstance(spec.validation, Holdout):
-            holdout = (x[n_fit : spec.n_train_total], data.y_train[n_fit : spec.n_train_total])
+            n_fit, total = spec.n_fit, spec.n_train_total
+            holdout = (data_t.x_train[n_fit:total], data.y_train[n_fit:total])
         result.export = export(
             model,
             (data_t.x_test, data.x_test, data.y_test),
@@ -194,7 +231,11 @@ def train(
             restored=restored,
             best_epoch=stopper.best_epoch + 1 if restored else None,
         )
-    return result
+
+
+def epoch_order(spec: ExperimentSpec, epoch: int) -> np.ndarray:
+    """The epoch's shuffle of the training images in use: one permutation per (seed, epoch)."""
+    return np.random.default_rng([spec.seed, epoch]).permutation(spec.n_fit).astype(np.int32)
 
 
 def _run_epochs(
@@ -219,7 +260,7 @@ def _run_epochs(
     cb.on_train_begin()
     for epoch in range(initial_epoch, spec.epochs):
         cb.on_epoch_begin(epoch)
-        order = np.random.default_rng([spec.seed, epoch]).permutation(n_fit).astype(np.int32)
+        order = epoch_order(spec, epoch)
         rows = steps.rows(order[: full * bs].reshape(full, bs))
         loss_sum = hit_sum = 0.0
         steps.begin_epoch()
