@@ -1,13 +1,17 @@
 """Training seconds a pruned search spends against the same trials unpruned.
 
-`python -m bench.search_pruning [--trials 8 --epochs 6 --train-samples 6000]` starts a fresh
-embedded stack (one worker process) and runs the same search twice: ASHA, then no pruner. The
-random sampler with one seed draws the same points in both, so the only difference is the
-pruning. Prints the trials' total training seconds, epochs trained and the best value of each.
+`python -m bench.search_pruning [--pairs 3 --trials 8 --epochs 6 --train-samples 6000]` runs the
+same search with ASHA and with no pruner, `pairs` times each, the order alternating pair by pair
+(ASHA first, then none first, ...), each search on a fresh embedded stack of its own (one worker
+process): a search never inherits another's warm worker, whose kept models would make the
+second one cheaper whatever its pruner. The random sampler with one seed draws the same points
+in both, so the only difference is the pruning. Prints each search's training seconds, epochs
+trained and best value, and the median and range of ASHA / none in training seconds.
 """
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -59,18 +63,36 @@ def run(stack: LiveStack, pruner: dict[str, Any], args: argparse.Namespace) -> d
     }
 
 
+PRUNERS = {"asha": {"type": "asha", "min_epochs": 1}, "none": {"type": "none"}}
+
+
+def fresh(pruner: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    stack = LiveStack(Path(tempfile.mkdtemp()) / "data").start()
+    try:
+        return run(stack, pruner, args)
+    finally:
+        stack.stop()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--train-samples", type=int, default=6000)
     args = p.parse_args()
-    stack = LiveStack(Path(tempfile.mkdtemp()) / "data").start()
-    try:
-        out = [run(stack, pr, args) for pr in ({"type": "asha", "min_epochs": 1}, {"type": "none"})]
-    finally:
-        stack.stop()
-    print(json.dumps(out, indent=2))
+    pairs = []
+    for i in range(args.pairs):
+        order = ["asha", "none"] if i % 2 == 0 else ["none", "asha"]
+        pair = {name: fresh(PRUNERS[name], args) for name in order}
+        pairs.append(pair)
+        print(json.dumps(pair), flush=True)
+    ratios = [p["asha"]["train_seconds"] / p["none"]["train_seconds"] for p in pairs]
+    print(
+        f"ASHA / none, training seconds: median {statistics.median(ratios):.2f} "
+        f"({min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} pairs); epochs "
+        f"{pairs[0]['asha']['epochs_trained']} / {pairs[0]['none']['epochs_trained']}"
+    )
 
 
 if __name__ == "__main__":

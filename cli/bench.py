@@ -98,6 +98,14 @@ def bench(
             help="measure the service instead: pickup latency, API under load, queue throughput",
         ),
     ] = False,
+    fused: Annotated[
+        bool,
+        typer.Option(
+            "--fused",
+            help="measure fused trials instead: 8 small trials as one sweep on a JAX worker "
+            "against the same 8 one by one on TensorFlow and on JAX, in --pairs alternating pairs",
+        ),
+    ] = False,
     clients: Annotated[
         int, typer.Option(help="--service: concurrent polling clients (0: skip)")
     ] = 200,
@@ -118,7 +126,18 @@ def bench(
     ] = None,
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
-    if service:
+    if fused:
+        from bench.fused import run, summary
+
+        chosen = backend or "both"
+        if chosen not in ("jax", "both"):
+            console.print("[red]--fused: --backend jax (JAX ways only) or both")
+            raise typer.Exit(2)
+        backends = ("jax",) if chosen == "jax" else ("tensorflow", "jax")
+        report = run(pairs if pairs > 1 else 3, backends, gpu, log=console.print)
+        for line in summary(report):
+            console.print(line)
+    elif service:
         import os
 
         from bench.service import run_service, service_tables

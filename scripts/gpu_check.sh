@@ -3,7 +3,8 @@
 # command and carry list): it installs the wheelhouse .whl/ (built here by
 # scripts/gpu_wheelhouse.sh) into /tmp/site, puts MNIST (.gpu-data/) where labq finds it, checks
 # that labq imports without TensorFlow, then with a JAX worker on the GPU: one job through a live
-# stack, `labq bench --gpu` for the b128, b10000 and section-12 cases, and the pickup latency.
+# stack, `labq bench --gpu` for the b128, b10000 and section-12 cases, the pickup latency, and a
+# fused sweep against the same trials one by one (`labq bench --fused`).
 # Writes gpu-check.md (a markdown table), gpu-check.log and the JSON figures to $OUT (or
 # ./gpu-check-out) and prints the table. Without a GPU it prints "no GPU" and exits 0
 # (LABQ_GPU_CHECK_ON_CPU=1 runs it anyway, on the CPU, as a rehearsal; LABQ_GPU_CHECK_QUICK=1
@@ -86,6 +87,10 @@ measure "labq bench $GPU_FLAG --backend jax --cases $CASES $QUICK" \
 measure "labq bench --service: pickup latency through a stack with a JAX worker" \
   timeout 120 $PY -m cli.main bench --service --clients 0 --jobs 0 --pickups 10 \
   --json "$OUT/bench-service.json"
+
+measure "labq bench --fused: 8 trials one by one and as one fused sweep, JAX worker" \
+  timeout 200 $PY -m cli.main bench --fused --backend jax $GPU_FLAG --pairs 2 \
+  --json "$OUT/bench-fused.json"
 
 measure "the table ($OUT/gpu-check.md)" bash -c "$PY scripts/gpu_report.py '$OUT' > '$OUT/gpu-check.md'"
 cat "$OUT/gpu-check.md"

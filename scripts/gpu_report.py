@@ -1,5 +1,5 @@
 """Part of scripts/gpu_check.sh: the markdown table of the GPU check, from the JSON files it wrote
-in the folder argv[1] (stack-job.json, bench-train.json, bench-service.json)."""
+in the folder argv[1] (stack-job.json, bench-train.json, bench-service.json, bench-fused.json)."""
 
 import json
 import sys
@@ -46,6 +46,20 @@ def main(folder: Path) -> int:
             f"{p['post_to_running_ms_server']:.0f} ms (server), "
             f"{p['post_to_running_ms_client']:.0f} ms (client); last epoch to succeeded "
             f"{p['last_epoch_to_succeeded_ms_client']:.0f} ms"
+        )
+    fused = load(folder, "bench-fused.json")
+    ratio = fused.get("fused vs jax, one by one")
+    if ratio:
+        base = fused["sweep"]["base"]
+        lines.append(
+            f"Fused trials: 8 of 784-{base['layers'][0]['units']}-10 at batch "
+            f"{base['batch_size']}, {base['epochs']} epochs, as one sweep vs one by one on the "
+            f"same JAX worker: median {ratio['median']:.2f}x ({ratio['min']:.2f}-"
+            f"{ratio['max']:.2f}x, {ratio['pairs']} pairs); seconds per pair "
+            + "; ".join(
+                f"{p['jax, one by one']['seconds']:.2f} vs {p['jax, fused sweep']['seconds']:.2f}"
+                for p in fused["pairs"]
+            )
         )
     errors = [str(svc[k]) for k in ("stack_errors",) if svc.get(k)]
     errors += [f"pickup: {p}" for p in [p] if p and "error" in p]
