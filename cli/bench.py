@@ -106,6 +106,20 @@ def bench(
             "against the same 8 one by one on TensorFlow and on JAX, in --pairs alternating pairs",
         ),
     ] = False,
+    lab: Annotated[
+        bool,
+        typer.Option(
+            "--lab",
+            help="measure the whole lab instead (what `labq lab run` queues), wall time on a "
+            "fresh stack per way: --ways before,tensorflow,jax",
+        ),
+    ] = False,
+    ways: Annotated[
+        str, typer.Option(help="--lab: comma-separated: before, tensorflow, jax")
+    ] = "before,tensorflow,jax",
+    before: Annotated[
+        str, typer.Option(help="--lab: the git revision the 'before' way runs")
+    ] = "abdc22a",
     clients: Annotated[
         int, typer.Option(help="--service: concurrent polling clients (0: skip)")
     ] = 200,
@@ -126,7 +140,18 @@ def bench(
     ] = None,
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
-    if fused:
+    if lab:
+        from bench import lab_wall
+
+        chosen_ways = tuple(w.strip() for w in ways.split(",") if w.strip())
+        unknown = [w for w in chosen_ways if w not in lab_wall.WAYS]
+        if unknown or not chosen_ways:
+            console.print(f"[red]--ways: unknown way(s) {unknown}; choose from {lab_wall.WAYS}")
+            raise typer.Exit(2)
+        report = lab_wall.run(chosen_ways, before, log=console.print)
+        for line in lab_wall.summary(report):
+            console.print(line)
+    elif fused:
         from bench.fused import run, summary
 
         chosen = backend or "both"

@@ -37,6 +37,8 @@ class LiveStack:
     redis_port: int = field(default_factory=free_port)
     # A token to read /health's details with (needed beyond loopback: see api.auth).
     token: str = ""
+    # The checkout whose `labq up` runs (bench.lab_wall runs an earlier revision's).
+    root: Path = ROOT
     proc: subprocess.Popen | None = None
 
     @property
@@ -70,7 +72,7 @@ class LiveStack:
         with open(fd, "ab") as log:
             self.proc = subprocess.Popen(
                 argv,
-                cwd=ROOT,
+                cwd=self.root,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

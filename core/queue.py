@@ -59,6 +59,7 @@ def make_celery(producer_only: bool = False) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=settings.max_jobs_per_child,
+        worker_max_memory_per_child=settings.max_child_memory_mb * 1024 or None,  # KiB
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # Task events (sent, received, started, succeeded, failed) for Flower and `celery events`.

@@ -48,7 +48,16 @@ class Settings(BaseSettings):
     worker_host: str = Field(
         "", max_length=100, pattern=r"^[^~:]*$", validation_alias=AliasChoices("LABQ_WORKER_HOST")
     )
-    max_jobs_per_child: int = Field(50, validation_alias=AliasChoices("LABQ_MAX_JOBS_PER_CHILD"))
+    # A worker's pool child is replaced after this many jobs, or after a job that leaves it above
+    # this much resident memory (0: no limit): a new child re-imports Keras, reloads MNIST and
+    # starts its warm models over (seconds), so tiny jobs want it rare; Keras leaks a little per
+    # new model shape (measured 1.5 MiB per job with 25 shapes on TensorFlow, BENCHMARKS.md).
+    max_jobs_per_child: int = Field(
+        1000, ge=1, validation_alias=AliasChoices("LABQ_MAX_JOBS_PER_CHILD")
+    )
+    max_child_memory_mb: int = Field(
+        6144, ge=0, validation_alias=AliasChoices("LABQ_MAX_CHILD_MEMORY_MB")
+    )
     visibility_timeout: int = Field(
         48 * 3600, validation_alias=AliasChoices("LABQ_VISIBILITY_TIMEOUT")
     )

@@ -82,6 +82,10 @@ def test_worker_field_names_the_training_process(stack, tiny):
     parents = [p for p in psutil.Process(stack.proc.pid).children() if "worker" in p.cmdline()]
     assert len(parents) == 1
     assert pid != parents[0].pid and pid in [c.pid for c in parents[0].children()]
+    # The child is kept for the next job (LABQ_MAX_JOBS_PER_CHILD, LABQ_MAX_CHILD_MEMORY_MB),
+    # with its warm models; test_worker_recycling.py shows the limit replacing it.
+    again = stack.wait(stack.submit({**tiny, "epochs": 1}))
+    assert int(again["worker"].rsplit(":", 1)[1]) == pid
 
 
 def test_list_filter_and_paginate(stack, tiny):

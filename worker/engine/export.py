@@ -7,6 +7,7 @@ same model whose test accuracy the run records.
 
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -15,8 +16,6 @@ import numpy as np
 from core import evaluation
 from core.dense_net import DenseLayer, DenseNet
 from core.model_artifacts import ModelExport
-
-PREDICT_CHUNK = 5000  # images per forward pass
 
 
 def keras_bytes(model: keras.Model) -> bytes:
@@ -38,29 +37,22 @@ def dense_net(model: keras.Model) -> DenseNet:
     return DenseNet(tuple(layers))
 
 
-def probabilities(model: keras.Model, x: Any) -> np.ndarray:
-    n = int(x.shape[0])
-    parts = [
-        np.asarray(model(x[a : a + PREDICT_CHUNK], training=False), np.float64)
-        for a in range(0, n, PREDICT_CHUNK)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, evaluation.CLASSES))
-
-
 def export(
     model: keras.Model,
+    predict: Callable[[Any], np.ndarray],
     test: tuple[Any, np.ndarray, np.ndarray],
     holdout: tuple[Any, np.ndarray] | None,
     restored: bool,
     best_epoch: int | None,
 ) -> ModelExport:
-    """`test`: (images as the model takes them, the same as uint8, labels); `holdout`: (images,
-    labels) of the hold-out when validation is one."""
+    """`predict`: the model's compiled forward pass (Steps.predict: images -> float64 class
+    probabilities); `test`: (images as the model takes them, the same as uint8, labels);
+    `holdout`: (images, labels) of the hold-out when validation is one."""
     x_test, test_bytes, y_test = test
-    test_probs = probabilities(model, x_test)
+    test_probs = predict(x_test)
     result = {"test": evaluation.summary(y_test, test_probs)}
     if holdout is not None:
-        result["holdout"] = evaluation.summary(holdout[1], probabilities(model, holdout[0]))
+        result["holdout"] = evaluation.summary(holdout[1], predict(holdout[0]))
     return ModelExport(
         keras=keras_bytes(model),
         weights=dense_net(model).to_npz(),

@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from core import evaluation
 from core.settings import Settings
 from core.spec import ExperimentSpec
 from worker.engine.data import Mnist
@@ -116,6 +117,19 @@ class Steps:
 
     def eval_chunk(self, x: Any, y: Any) -> tuple[float, float]:
         raise NotImplementedError
+
+    def predict_chunk(self, x: Any) -> np.ndarray:
+        """The class probabilities (inference mode) of the images x, compiled."""
+        raise NotImplementedError
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class probabilities of all images x as float64, in chunks of EVAL_CHUNK."""
+        n = int(x.shape[0])
+        parts = [
+            np.asarray(self.predict_chunk(x[a : a + EVAL_CHUNK]), np.float64)
+            for a in range(0, n, EVAL_CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, evaluation.CLASSES))
 
     def grad_norms(self, x: Any, y: Any) -> dict[str, float]:
         """Per Dense layer: the norm of the cross-entropy's gradient (no penalties, inference

@@ -126,6 +126,7 @@ class BackendSteps(Steps):
         self._batch = jax.jit(batch_fn)
         self._eval = jax.jit(eval_fn)
         self._grads = jax.jit(grads_fn)
+        self._predict = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x)[0])
 
     def begin_epoch(self) -> None:
         self.state = read_state(self.model)
@@ -156,6 +157,11 @@ class BackendSteps(Steps):
             _values(m.trainable_variables), _values(m.non_trainable_variables), x, y
         )
         return float(loss), float(hits)
+
+    def predict_chunk(self, x) -> np.ndarray:
+        m = self.model
+        probs = self._predict(_values(m.trainable_variables), _values(m.non_trainable_variables), x)
+        return np.asarray(probs)
 
     def grad_norms(self, x, y) -> dict[str, float]:
         m = self.model

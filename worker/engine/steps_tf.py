@@ -33,6 +33,7 @@ class BackendSteps(Steps):
         self._train_batch = tf.function(self._batch_fn)
         self._eval = tf.function(self._eval_fn, reduce_retracing=True)
         self._grads = tf.function(self._grads_fn, reduce_retracing=True)
+        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def _loss(self, y, probs):
         loss = self.loss_fn(y, probs)
@@ -91,6 +92,9 @@ class BackendSteps(Steps):
     def eval_chunk(self, x, y) -> tuple[float, float]:
         loss, hits = self._eval(x, y)
         return float(loss), float(hits)
+
+    def predict_chunk(self, x) -> np.ndarray:
+        return np.asarray(self._predict(x))
 
     def grad_norms(self, x, y) -> dict[str, float]:
         norms = self._grads(x, y)

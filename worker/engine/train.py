@@ -226,6 +226,7 @@ def conclude(
             holdout = (data_t.x_train[n_fit:total], data.y_train[n_fit:total])
         result.export = export(
             model,
+            steps.predict,
             (data_t.x_test, data.x_test, data.y_test),
             holdout,
             restored=restored,
