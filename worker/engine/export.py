@@ -40,16 +40,16 @@ def dense_net(model: keras.Model) -> DenseNet:
 def export(
     model: keras.Model,
     predict: Callable[[Any], np.ndarray],
-    test: tuple[Any, np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
     holdout: tuple[Any, np.ndarray] | None,
     restored: bool,
     best_epoch: int | None,
 ) -> ModelExport:
     """`predict`: the model's compiled forward pass (Steps.predict: images -> float64 class
-    probabilities); `test`: (images as the model takes them, the same as uint8, labels);
-    `holdout`: (images, labels) of the hold-out when validation is one."""
-    x_test, test_bytes, y_test = test
-    test_probs = predict(x_test)
+    probabilities); `test`: (the model's class probabilities of the test images, read with the
+    test accuracy, the images as uint8, the labels); `holdout`: (images, labels) of the hold-out
+    when validation is one."""
+    test_probs, test_bytes, y_test = test
     result = {"test": evaluation.summary(y_test, test_probs)}
     if holdout is not None:
         result["holdout"] = evaluation.summary(holdout[1], predict(holdout[0]))

@@ -118,6 +118,10 @@ class Steps:
     def eval_chunk(self, x: Any, y: Any) -> tuple[float, float]:
         raise NotImplementedError
 
+    def eval_probs_chunk(self, x: Any, y: Any) -> tuple[float, float, np.ndarray]:
+        """eval_chunk's loss sum and hits, and the class probabilities, from one forward pass."""
+        raise NotImplementedError
+
     def predict_chunk(self, x: Any) -> np.ndarray:
         """The class probabilities (inference mode) of the images x, compiled."""
         raise NotImplementedError
@@ -146,6 +150,20 @@ class Steps:
             hit_sum += hits
         n = stop - start
         return loss_sum / n, hit_sum / n
+
+    def read(self, x: Any, y: Any) -> tuple[float, float, np.ndarray]:
+        """A whole set's mean loss, accuracy and class probabilities (float64) in one pass: the
+        test read and the export's evaluation of the same forward pass."""
+        loss_sum = hit_sum = 0.0
+        parts = []
+        n = int(y.shape[0])
+        for a in range(0, n, EVAL_CHUNK):
+            loss, hits, probs = self.eval_probs_chunk(x[a : a + EVAL_CHUNK], y[a : a + EVAL_CHUNK])
+            loss_sum += loss
+            hit_sum += hits
+            parts.append(np.asarray(probs, np.float64))
+        probs = np.concatenate(parts) if parts else np.zeros((0, evaluation.CLASSES))
+        return loss_sum / max(n, 1), hit_sum / max(n, 1), probs
 
 
 def make_steps(model: keras.Model, jit: bool) -> Steps:

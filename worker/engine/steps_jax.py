@@ -77,11 +77,12 @@ def train_step(model: keras.Model, loss_fn):
 
 
 def eval_step(model: keras.Model, loss_fn):
-    """Evaluation of `model` as a pure function: (tv, ntv, x, y) -> (loss sum, hits)."""
+    """Evaluation of `model` as a pure function: (tv, ntv, x, y) -> (loss sum, hits,
+    probabilities)."""
 
     def evaluate(tv, ntv, x, y):
         loss, probs, _ = _penalized(loss_fn, model, tv, ntv, x, y, False)
-        return loss * jnp.float32(y.shape[0]), _hits(probs, y)
+        return loss * jnp.float32(y.shape[0]), _hits(probs, y), probs
 
     return evaluate
 
@@ -152,11 +153,15 @@ class BackendSteps(Steps):
         return float(loss), float(hits)
 
     def eval_chunk(self, x, y) -> tuple[float, float]:
+        loss, hits, _ = self.eval_probs_chunk(x, y, host=False)
+        return loss, hits
+
+    def eval_probs_chunk(self, x, y, host: bool = True) -> tuple[float, float, np.ndarray]:
         m = self.model
-        loss, hits = self._eval(
+        loss, hits, probs = self._eval(
             _values(m.trainable_variables), _values(m.non_trainable_variables), x, y
         )
-        return float(loss), float(hits)
+        return float(loss), float(hits), np.asarray(probs) if host else probs
 
     def predict_chunk(self, x) -> np.ndarray:
         m = self.model

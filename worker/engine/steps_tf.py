@@ -70,7 +70,7 @@ class BackendSteps(Steps):
         loss = self._loss(y, probs)
         n = tf.cast(tf.shape(y)[0], tf.float32)
         hits = tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y), tf.float32)
-        return loss * n, tf.reduce_sum(hits)
+        return loss * n, tf.reduce_sum(hits), probs
 
     def _grads_fn(self, x, y):
         kernels = [lyr.kernel for lyr in dense_layers(self.model)]
@@ -90,8 +90,12 @@ class BackendSteps(Steps):
         return float(loss), float(hits)
 
     def eval_chunk(self, x, y) -> tuple[float, float]:
-        loss, hits = self._eval(x, y)
+        loss, hits, _ = self._eval(x, y)
         return float(loss), float(hits)
+
+    def eval_probs_chunk(self, x, y) -> tuple[float, float, np.ndarray]:
+        loss, hits, probs = self._eval(x, y)
+        return float(loss), float(hits), np.asarray(probs)
 
     def predict_chunk(self, x) -> np.ndarray:
         return np.asarray(self._predict(x))

@@ -206,9 +206,7 @@ def conclude(
         result.stopped = "early_stopping"
 
     if not result.diverged:
-        test_loss, test_acc = steps.evaluate(
-            data_t.x_test, data_t.y_test, 0, int(data_t.y_test.shape[0])
-        )
+        test_loss, test_acc, test_probs = steps.read(data_t.x_test, data_t.y_test)
         result.test_loss, result.test_accuracy = _finite(test_loss), _finite(test_acc)
     first = next((lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)), None)
     result.first_kernel = np.asarray(first.kernel)[:, :FILTER_COLUMNS].astype(np.float32)
@@ -227,7 +225,7 @@ def conclude(
         result.export = export(
             model,
             steps.predict,
-            (data_t.x_test, data.x_test, data.y_test),
+            (test_probs, data.x_test, data.y_test),
             holdout,
             restored=restored,
             best_epoch=stopper.best_epoch + 1 if restored else None,
