@@ -18,13 +18,14 @@ compare ways of one command only (one machine, one load).
 
 import os
 import statistics
-import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
+from bench.revisions import checkout
 from cli.livestack import ROOT, LiveStack
 from core.constants import FINISHED
 
@@ -78,16 +79,6 @@ def run_lab(http: httpx.Client, names: list[str], log=print) -> dict:
     }
 
 
-def _worktree(rev: str, parent: Path) -> Path:
-    path = parent / f"labq-{rev}"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
 def run(
     ways: tuple[str, ...] = WAYS,
     before: str = BEFORE,
@@ -95,9 +86,9 @@ def run(
     log=print,
 ) -> dict:
     report: dict = {"load_before": os.getloadavg(), "before": before, "ways": {}}
-    with tempfile.TemporaryDirectory(prefix="labq-bench-lab-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="labq-bench-lab-") as tmp, ExitStack() as trees:
         for way in ways:
-            root = _worktree(before, Path(tmp)) if way == "before" else ROOT
+            root = trees.enter_context(checkout(before)) if way == "before" else ROOT
             backend = "tensorflow" if way == "before" else way
             stack = LiveStack(
                 Path(tmp) / f"data-{way}", root=root, extra_env={"LABQ_BACKEND": backend}
@@ -110,12 +101,6 @@ def run(
                     report["ways"][way] = {"presets": names, **run_lab(http, names, log)}
             finally:
                 stack.stop()
-                if root != ROOT:
-                    subprocess.run(
-                        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(root)],
-                        check=False,
-                        capture_output=True,
-                    )
     report["load_after"] = os.getloadavg()
     return report
 

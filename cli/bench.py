@@ -114,11 +114,19 @@ def bench(
             "fresh stack per way: --ways before,tensorflow,jax",
         ),
     ] = False,
+    tiny: Annotated[
+        bool,
+        typer.Option(
+            "--tiny",
+            help="measure tiny jobs/s through one worker process instead, this checkout against "
+            "--before REV, in --pairs alternating pairs of fresh stacks",
+        ),
+    ] = False,
     ways: Annotated[
         str, typer.Option(help="--lab: comma-separated: before, tensorflow, jax")
     ] = "before,tensorflow,jax",
     before: Annotated[
-        str, typer.Option(help="--lab: the git revision the 'before' way runs")
+        str, typer.Option(help="--lab, --tiny: the git revision the 'before' way runs")
     ] = "abdc22a",
     clients: Annotated[
         int, typer.Option(help="--service: concurrent polling clients (0: skip)")
@@ -140,7 +148,20 @@ def bench(
     ] = None,
 ):
     """Benchmark labq's training against the notebook's Keras code (or, with --service, the service)."""
-    if lab:
+    if tiny:
+        from bench import tiny_pairs
+        from core.settings import Settings
+
+        one_backend = backend or Settings().backend
+        if one_backend not in ("tensorflow", "jax"):
+            console.print("[red]--tiny: --backend tensorflow or jax")
+            raise typer.Exit(2)
+        report = tiny_pairs.run(
+            before, max(1, pairs), max(1, min(jobs, 5000)), one_backend, log=console.print
+        )
+        for line in tiny_pairs.summary(report):
+            console.print(line)
+    elif lab:
         from bench import lab_wall
 
         chosen_ways = tuple(w.strip() for w in ways.split(",") if w.strip())
