@@ -38,6 +38,21 @@ def preset_for(presets: list[dict], section: int, batch1: str) -> dict | None:
     return options[0] if options else None
 
 
+def scaled(preset: dict, number: int, overrides: dict) -> dict:
+    """The overrides for one preset: with --train-samples at or under the preset's hold-out, the
+    hold-out scaled to a tenth of them."""
+    out = dict(overrides)
+    n = overrides.get("train_samples") or 0
+    holdout = (preset.get("base") or {}).get("validation") if n else None
+    if isinstance(holdout, dict) and holdout.get("holdout", 0) >= n > 1:
+        out["validation.holdout"] = max(1, n // 10)
+        console.print(
+            f"section {number}: hold-out scaled to a tenth of --train-samples "
+            f"({out['validation.holdout']} images)"
+        )
+    return out
+
+
 @app.command()
 def run(
     sections: Annotated[str | None, typer.Option(help="e.g. 1,3,12 (default: all)")] = None,
@@ -51,8 +66,17 @@ def run(
     train_samples: Annotated[int | None, typer.Option(help="override: first N images")] = None,
     epochs: Annotated[int | None, typer.Option(help="override the epochs of every run")] = None,
     follow_runs: Annotated[bool, typer.Option("--follow/--no-follow")] = True,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search/--no-search",
+            help="section 12: also queue its search preset (s12-search: 40 TPE trials with "
+            "ASHA, the top 3 confirmed on 3 seeds; about 4-5x the grid's training seconds)",
+        ),
+    ] = False,
 ):
-    """Queue the chosen sections as sweeps and follow them with a progress bar."""
+    """Queue the chosen sections as sweeps (and, with --search, section 12's search) and
+    follow them with a progress bar."""
     if batch1 not in ("short", "full"):
         raise typer.BadParameter("--batch1 is 'short' or 'full'")
     wanted = parse_sections(sections)
@@ -66,14 +90,7 @@ def run(
         if preset is None:
             console.print(f"section {number}: nothing to run (its figures come with the report)")
             continue
-        body = {"repeats": repeats, "overrides": dict(overrides)}
-        holdout = (preset["base"].get("validation") or {}) if train_samples else {}
-        if isinstance(holdout, dict) and holdout.get("holdout", 0) >= (train_samples or 0) > 1:
-            body["overrides"]["validation.holdout"] = max(1, train_samples // 10)
-            console.print(
-                f"section {number}: hold-out scaled to a tenth of --train-samples "
-                f"({body['overrides']['validation.holdout']} images)"
-            )
+        body = {"repeats": repeats, "overrides": scaled(preset, number, overrides)}
         r = call("POST", f"/presets/{preset['name']}/run", json=body).json()
         ids.append(r["id"])
         console.print(
@@ -81,12 +98,29 @@ def run(
         )
         if r.get("warning"):
             console.print(f"[yellow]{r['warning']}")
+    search_ids = []
+    if search and 12 in wanted:
+        preset = next(p for p in presets if p["section"] == 12 and p.get("kind") == "search")
+        body = {"overrides": scaled(preset, 12, overrides)}
+        r = call("POST", f"/presets/{preset['name']}/run", json=body).json()
+        search_ids.append(r["id"])
+        console.print(
+            f"section 12: {preset['name']} -> search {r['id']} ({len(r['trials'])} trial(s) "
+            f"started; follow it with `labq search show {r['id']}` or on the dashboard)"
+        )
     if follow_runs and ids:
         sweeps = follow(ids)
         failed = sum(s["counts"].get("failed", 0) for s in sweeps)
         console.print(
             f"done: {len(ids)} sweep(s)" + (f", [red]{failed} failed run(s)" if failed else "")
         )
+    if follow_runs and search_ids:
+        from cli.searches import follow as follow_search
+
+        for search_id in search_ids:
+            done = follow_search(search_id)
+            console.print(f"search {search_id}: {done['status']}")
+    if follow_runs and (ids or search_ids):
         console.print("next: `labq lab report`")
 
 

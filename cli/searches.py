@@ -115,12 +115,18 @@ def submit(
     if body.get("warning"):
         console.print(f"[yellow]{body['warning']}")
     if watch:
-        s = call("GET", f"/searches/{body['id']}").json()
-        with Live(table(s), console=console, refresh_per_second=4) as live:
-            while not _done(s):
-                time.sleep(interval)
-                s = call("GET", f"/searches/{body['id']}").json()
-                live.update(table(s))
+        follow(body["id"], interval)
+
+
+def follow(search_id: int, interval: float = 1.0) -> dict:
+    """A live table of the search until it is done or cancelled; returns its last state."""
+    s = call("GET", f"/searches/{search_id}").json()
+    with Live(table(s), console=console, refresh_per_second=4) as live:
+        while not _done(s):
+            time.sleep(interval)
+            s = call("GET", f"/searches/{search_id}").json()
+            live.update(table(s))
+    return s
 
 
 @app.command("ls")

@@ -176,6 +176,24 @@ def test_presets_run_and_lab_report(stack, tmp_path):
     assert re.search(r"section 6: s06-batch10000 -> sweep \d+ \(3 run\(s\)\)", ran.stdout)
     assert "done: 1 sweep(s)" in ran.stdout
 
+    # --search also queues section 12's search preset, its hold-out scaled like the grid's.
+    ran = labq(
+        stack,
+        *("lab", "run", "--sections", "12", "--search", "--no-follow"),
+        *("--train-samples", "1000", "--epochs", "1"),
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert re.search(r"section 12: s12-optimal -> sweep \d+", ran.stdout), ran.stdout
+    found = re.search(r"section 12: s12-search -> search (\d+) \(2 trial\(s\)", ran.stdout)
+    assert found, ran.stdout
+    search = httpx.get(f"{stack.url}/searches/{found.group(1)}", timeout=30).json()
+    assert search["name"] == "s12-search" and search["trials_target"] == 40
+    assert search["spec"]["base"]["validation"] == {"holdout": 100}
+    assert search["spec"]["base"]["train_samples"] == 1000
+    grid = int(re.search(r"s12-optimal -> sweep (\d+)", ran.stdout).group(1))
+    httpx.post(f"{stack.url}/searches/{found.group(1)}/cancel", json={}, timeout=30)
+    httpx.post(f"{stack.url}/sweeps/{grid}/cancel", json={}, timeout=30)
+
     out = labq(stack, "lab", "report", "--out", str(tmp_path / "rep"), "--sections", "1,6,11")
     assert out.returncode == 0, out.stdout + out.stderr
     report = (tmp_path / "rep" / "report.md").read_text()
