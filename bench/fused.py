@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.pairs import spread
 from cli.livestack import LiveStack
 from core.constants import FINISHED
 from core.sweep import SweepSpec, expand
@@ -108,12 +109,7 @@ def run(
     report["load_after"] = os.getloadavg()
     for way in ways[:-1]:
         ratios = [p[way]["seconds"] / p[FUSED]["seconds"] for p in report["pairs"]]
-        report[f"fused vs {way}"] = {
-            "median": round(statistics.median(ratios), 2),
-            "min": round(min(ratios), 2),
-            "max": round(max(ratios), 2),
-            "pairs": len(ratios),
-        }
+        report[f"fused vs {way}"] = spread(ratios, 2)
     return report
 
 

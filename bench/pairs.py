@@ -20,6 +20,17 @@ from pathlib import Path
 from rich.table import Table
 
 
+def spread(values: list[float], digits: int | None = None) -> dict:
+    """Median, min, max and count of a list of figures (a bench's ratios over its pairs)."""
+    r = (lambda v: round(v, digits)) if digits is not None else (lambda v: v)
+    return {
+        "median": r(statistics.median(values)),
+        "min": r(min(values)),
+        "max": r(max(values)),
+        "pairs": len(values),
+    }
+
+
 def _one(backend: str, cases: str, seed: int, quick: bool, gpu: bool, notebook: bool, log) -> dict:
     with tempfile.TemporaryDirectory(prefix="labq-bench-") as tmp:
         out = Path(tmp) / "run.json"
@@ -67,8 +78,7 @@ def run_pairs(
                 continue
 
             def stat(key: str, mine=mine) -> dict:
-                v = [r[key] for r in mine]
-                return {"median": statistics.median(v), "min": min(v), "max": max(v)}
+                return spread([r[key] for r in mine])
 
             summary.append(
                 {

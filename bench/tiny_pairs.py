@@ -14,6 +14,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.pairs import spread
 from bench.revisions import checkout
 from bench.service import TINY, BenchClient, _finished, throughput
 from cli.livestack import ROOT, LiveStack
@@ -49,12 +50,7 @@ def run(before: str, pairs: int, jobs: int, backend: str, log=print) -> dict:
             report["pairs"].append(row)
     report["load_after"] = os.getloadavg()
     ratios = [p["now"] / p["before"] for p in report["pairs"]]
-    report["now vs before"] = {
-        "median": round(statistics.median(ratios), 2),
-        "min": round(min(ratios), 2),
-        "max": round(max(ratios), 2),
-        "pairs": len(ratios),
-    }
+    report["now vs before"] = spread(ratios, 2)
     return report
 
 
