@@ -68,7 +68,9 @@ def run_job(experiment_id: int) -> str:
     outcome = job.run()
     if outcome in ("skipped", "lease-lost"):
         return outcome
-    strike = outcome in ("failed", "requeued", "abandoned") and job.epochs == 0
+    strike = outcome == "unclaimed" or (
+        outcome in ("failed", "requeued", "abandoned") and job.epochs == 0
+    )
     if _breaker.record(strike):
         stop_taking_jobs(
             f"{_breaker.strikes} jobs in a row ended without finishing an epoch "
@@ -102,7 +104,8 @@ class Job:
 
     Every write after the claim is fenced on `attempt`; the lease keeper thread renews the lease
     and polls the cancel flag meanwhile. Outcomes: the final status, or "skipped" (not
-    claimable), "lease-lost", "requeued", "abandoned" (left for the reaper).
+    claimable), "unclaimed" (the claim failed; its wake-up is sent again), "lease-lost",
+    "requeued", "abandoned" (left for the reaper).
     """
 
     def __init__(self, experiment_id: int) -> None:
@@ -127,7 +130,11 @@ class Job:
         return self.keeper.epochs
 
     def run(self) -> str:
-        claimed = self.claim()
+        woken_by = self.id
+        try:
+            claimed = self.claim()
+        except Exception as exc:
+            return self.wake_again(woken_by, exc)
         if claimed is None:
             return "skipped"
         try:
@@ -275,6 +282,24 @@ class Job:
         return status
 
     # -- ending otherwise ---------------------------------------------------------------------
+
+    def wake_again(self, woken_by: int, exc: Exception) -> str:
+        """The claim itself failed (the database refused it): this message is used up, and the
+        job it named is still queued in SQL. Put a wake-up back, so the queue keeps one message
+        per queued job; when the broker refuses too, forget its marker, so the reaper's next pass
+        sends it (core.queue.unsent). Scored as a strike: a worker whose database is away stops
+        taking jobs (worker.breaker)."""
+        log.error(
+            "experiment %s: could not claim a job (%s: %s); its wake-up goes back to the queue",
+            woken_by,
+            type(exc).__name__,
+            str(exc)[:500],
+        )
+        try:
+            enqueue(woken_by)
+        except Exception:
+            mark_consumed(woken_by)
+        return "unclaimed"
 
     def end_with(self, exc: Exception) -> str:
         """The run stopped on `exc`: a lost lease stops writing; a process being stopped (the

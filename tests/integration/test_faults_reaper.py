@@ -255,3 +255,50 @@ def test_a_dead_pid_never_expires_the_run_that_took_the_job_over(env, monkeypatc
         exp = repo.get(s, job)
         assert (exp.status, exp.attempt, exp.error) == (RUNNING, 2, None)
         assert job not in repo.expired_leases(s)
+
+
+def test_a_failed_claim_puts_its_wake_up_back(env, monkeypatch):
+    """The database refuses the claim itself (a full disk, a database away past
+    LABQ_DB_RETRY_SECONDS): the message that woke the worker is used up while its job is still
+    queued in SQL. The wake-up goes back to the queue (one message per queued job, so the last
+    job submitted is not stranded); when the broker refuses too, the job's marker is forgotten
+    and the reaper's next pass sends it. Each failed claim is a strike for the breaker."""
+    import sqlalchemy.exc
+
+    from core.queue import QUEUE, enqueue
+    from db import scheduling
+    from worker import job as job_module
+
+    monkeypatch.setenv("LABQ_DB_RETRY_SECONDS", "0")
+    from core import settings
+
+    settings.get_settings.cache_clear()
+
+    def refused(*_args, **_kwargs):
+        raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("No space left on device"))
+
+    def take_messages(client):
+        client.delete(QUEUE, *[f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)])
+
+    monkeypatch.setattr(scheduling, "claim_next", refused)
+    monkeypatch.setattr(job_module, "_breaker", None)
+    job = make_job()
+    enqueue(job)
+    take_messages(env)  # a worker took it
+    assert queued_messages(env) == 0
+
+    assert job_module.run_job(job) == "unclaimed"
+    assert queued_messages(env) == 1  # its wake-up is back
+    assert job_module._breaker is not None and job_module._breaker.strikes == 1
+    from worker.reaper import reap
+
+    assert reap() == []  # one message for one queued job: nothing to re-send
+
+    env.flushall()  # taken again, and now the broker refuses the wake-up as well
+    monkeypatch.setattr(job_module, "enqueue", lambda *_a, **_k: 1 / 0)
+    enqueue(job)
+    take_messages(env)
+    assert job_module.run_job(job) == "unclaimed"
+    assert queued_messages(env) == 0
+    assert reap() == [job]  # its marker was forgotten: the reaper's pass sends it
+    assert queued_messages(env) == 1
