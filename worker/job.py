@@ -540,9 +540,16 @@ def _enqueue_trials(ids: list[int]) -> None:
 def _clear_session() -> None:
     import sys
 
-    if "keras" in sys.modules:
-        import keras
+    if "keras" not in sys.modules:
+        return
+    import keras
 
-        # No gc.collect() here (free_memory=False): it takes ~0.5 s, during which the next queued
-        # job would wait; Python's collector and worker_max_tasks_per_child reclaim the memory.
-        keras.backend.clear_session(free_memory=False)
+    if keras.backend.backend() == "tensorflow" and get_settings().warm_models:
+        # On TensorFlow, clear_session also empties the runtime's kernel cache, so each kept
+        # model's compiled functions are instantiated again at their next call: about 40 ms each,
+        # four a job, most of a warm tiny job (BENCHMARKS.md). Keras's global state carries
+        # nothing from job to job here: layer names are explicit and each job sets its seed.
+        return
+    # No gc.collect() here (free_memory=False): it takes ~0.5 s, during which the next queued
+    # job would wait; Python's collector and the child's memory limit reclaim the memory.
+    keras.backend.clear_session(free_memory=False)

@@ -13,7 +13,7 @@ import keras  # noqa: E402
 
 from worker.engine import warm  # noqa: E402
 from worker.engine.data import Mnist, load_mnist  # noqa: E402
-from worker.engine.model import build_model  # noqa: E402
+from worker.engine.model import build_model, seed_run  # noqa: E402
 from worker.engine.train import train  # noqa: E402
 
 pytestmark = pytest.mark.tf  # trains with TensorFlow in this process
@@ -95,3 +95,37 @@ def test_a_warm_job_trains_the_history_a_cold_one_does(mnist, monkeypatch):
     assert len(warm.model_and_steps.__globals__["_kept"]) == 1
     np.testing.assert_allclose(warm_, cold, rtol=1e-5)
     warm.clear()
+
+
+def test_seed_run_seeds_a_run_as_set_random_seed_does(mnist, monkeypatch):
+    """The engine seeds each run without TensorFlow's global seed (setting it empties the kernel
+    cache, which un-warms every kept model): the same initial weights, dropout seeds and
+    unseeded Keras draws as keras.utils.set_random_seed, and the same trained history whatever
+    TensorFlow's global seed is."""
+    s = spec(seed=11, lr=0.01)
+
+    def state():
+        model = build_model(s)
+        gens = [
+            np.asarray(x.seed_generator.state.value)
+            for x in model.layers
+            if x.name[:7] == "dropout"
+        ]
+        draw = np.asarray(keras.random.uniform((4,)))
+        return model.get_weights(), gens, draw, np.random.rand(), __import__("random").random()
+
+    keras.utils.set_random_seed(s.seed)
+    expected = state()
+    tf.random.set_seed(12345)
+    seed_run(s.seed)
+    got = state()
+    for a, b in zip(got[0] + got[1], expected[0] + expected[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(got[2], expected[2])
+    assert got[3:] == expected[3:]
+
+    monkeypatch.setenv("LABQ_WARM_MODELS", "0")
+    tf.random.set_seed(1)
+    first = history(s, mnist)
+    tf.random.set_seed(2)
+    np.testing.assert_allclose(history(s, mnist), first, rtol=1e-6)

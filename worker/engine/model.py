@@ -1,6 +1,9 @@
 """Build the Keras model a spec describes: Flatten(28, 28) -> spec.layers -> Dense(10, softmax)."""
 
+import random
+
 import keras
+import numpy as np
 from keras import layers, regularizers
 
 from core.spec import ExperimentSpec
@@ -12,6 +15,26 @@ if keras.backend.backend() != "tensorflow":
     from keras.src.utils import module_utils
 
     module_utils.tensorflow._available = False
+
+
+def seed_run(seed: int) -> None:
+    """Seed a run: what keras.utils.set_random_seed does (Python's and NumPy's generators, and
+    Keras's global seed, from which every initializer and seed generator draws), without
+    TensorFlow's global seed. Setting that one empties TensorFlow's kernel cache, so a warm
+    model's compiled functions would be instantiated again at their next call (about 40 ms
+    each); Keras's ops on TensorFlow are stateless and never read it. tests/unit/test_warm_models.py
+    checks that this seeds a run exactly as set_random_seed does."""
+    if keras.backend.backend() != "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def build_model(spec: ExperimentSpec) -> keras.Model:
@@ -33,6 +56,29 @@ def build_model(spec: ExperimentSpec) -> keras.Model:
             model.add(layers.Dropout(layer.rate, seed=spec.seed + i, name=f"dropout_{i}"))
     model.add(layers.Dense(10, activation="softmax", name="output"))
     return model
+
+
+def initial_state(spec: ExperimentSpec) -> tuple[list[np.ndarray], dict[str, int]]:
+    """What build_model(spec) starts from, without building a model: its weights (in
+    get_weights() order) and each Dropout layer's seed. Call with the run seeded (seed_run).
+
+    Keras gives each Dense layer's initializer a seed drawn from Python's generator when the
+    layer is created, in build_model's order, and draws the values from that seed when the layer
+    is built; this makes the same draws, in the same order. A warm model takes these instead of a
+    fresh build's (worker.engine.warm), which costs about as much as a tiny job's training;
+    tests/unit/test_warm_models.py checks the two are identical."""
+    weights: list[np.ndarray] = []
+    seeds: dict[str, int] = {}
+    fan_in = 28 * 28
+    for i, layer in enumerate([*spec.layers, None], start=1):
+        if layer is not None and layer.type != "dense":
+            seeds[f"dropout_{i}"] = spec.seed + i
+            continue
+        units = 10 if layer is None else layer.units
+        kernel = keras.initializers.GlorotUniform()((fan_in, units), dtype="float32")
+        weights += [np.asarray(kernel), np.zeros(units, np.float32)]
+        fan_in = units
+    return weights, seeds
 
 
 def build_optimizer(spec: ExperimentSpec) -> keras.optimizers.Optimizer:

@@ -21,7 +21,7 @@ from core.spec import ExperimentSpec, Holdout
 from worker.engine import warm
 from worker.engine.data import Mnist
 from worker.engine.export import export
-from worker.engine.model import layer_table, spec_callbacks
+from worker.engine.model import layer_table, seed_run, spec_callbacks
 from worker.engine.steps import Resident, Steps, resident
 
 PROBE_SIZE = 512  # fixed batch of training images for per-layer gradient norms
@@ -132,7 +132,7 @@ def train(
     `checkpoint(model, epochs)` is called at each epoch end just before `on_epoch`;
     `should_stop()` is asked every `check_every` batches and stops the run inside the epoch.
     """
-    keras.utils.set_random_seed(spec.seed)
+    seed_run(spec.seed)
     t0 = time.perf_counter()
     data_t = resident(data)
     model, steps, _ = warm.model_and_steps(spec)

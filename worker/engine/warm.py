@@ -6,10 +6,11 @@ Building a Keras model is cheap; tracing its step functions (tf.function) or com
 (type, units, activation, L2, dropout rate), the optimizer and its momentum, the batch size, the
 backend and the XLA switch. The learning rate is an optimizer variable, so it is not part of it.
 
-A reset gives the job exactly the state a fresh build would: the job's seed is set and its model
-is built afresh (layers only, no tracing), and the kept model takes its weights and its dropout
-layers' seed-generator states; the optimizer's variables go back to a fresh optimizer's (step
-0, moments zero) with the job's learning rate. tests/unit/test_warm_models.py compares them.
+A reset gives the job exactly the state a fresh build would: with the job's seed set, the kept
+model takes the weights a fresh build would draw (worker.engine.model.initial_state, the same
+initializers in the same order, without building a model) and its dropout layers' seeds; the
+optimizer's variables go back to a fresh optimizer's (step 0, moments zero) with the job's
+learning rate. tests/unit/test_warm_models.py compares them.
 """
 
 import json
@@ -20,7 +21,7 @@ import numpy as np
 
 from core.settings import Settings
 from core.spec import ExperimentSpec
-from worker.engine.model import build_model, build_optimizer
+from worker.engine.model import build_model, build_optimizer, initial_state
 from worker.engine.steps import Steps, backend, make_steps, use_jit
 
 _kept: "OrderedDict[str, tuple[keras.Model, Steps]]" = OrderedDict()
@@ -44,11 +45,11 @@ def model_and_steps(spec: ExperimentSpec) -> tuple[keras.Model, Steps, bool]:
     """(model, its compiled steps, whether they were kept from an earlier job), in the state a
     fresh build for this spec and seed has. Call with the job's seed already set."""
     jit = use_jit(spec)
-    fresh = build_model(spec)
     size = Settings().warm_models  # read per job, as use_jit does: the bench switches it
     key = shape_key(spec, jit)
     kept = _kept.get(key) if size else None
     if kept is None:
+        fresh = build_model(spec)
         fresh.compile(
             optimizer=build_optimizer(spec),
             loss="sparse_categorical_crossentropy",
@@ -62,22 +63,25 @@ def model_and_steps(spec: ExperimentSpec) -> tuple[keras.Model, Steps, bool]:
         return fresh, steps, False
     _kept.move_to_end(key)
     model, steps = kept
-    reset(model, fresh, spec.optimizer.learning_rate)
+    reset(model, spec)
     return model, steps, True
 
 
-def reset(model: keras.Model, fresh: keras.Model, learning_rate: float) -> None:
-    """Give `model` the state of `fresh` (same shape, just built) and a fresh optimizer's."""
-    model.set_weights(fresh.get_weights())
-    for mine, new in zip(model.layers, fresh.layers, strict=True):
-        generator = getattr(mine, "seed_generator", None)
+def reset(model: keras.Model, spec: ExperimentSpec) -> None:
+    """Give `model` (of the spec's shape) the state a fresh build for the spec and its seed would
+    have (worker.engine.model.initial_state), and a fresh optimizer's."""
+    weights, seeds = initial_state(spec)
+    model.set_weights(weights)
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
         if generator is not None:
-            generator.state.assign(new.seed_generator.state.value)
+            state = np.array([seeds[layer.name], 0], dtype=generator.state.dtype)
+            generator.state.assign(state)
     model.stop_training = False
     opt = model.optimizer
     for variable in opt.variables:
         variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-    opt.learning_rate = learning_rate
+    opt.learning_rate = spec.optimizer.learning_rate
 
 
 def clear() -> None:
