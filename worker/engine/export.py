@@ -5,6 +5,7 @@ Called after training, once EarlyStopping has put back its best weights where it
 same model whose test accuracy the run records.
 """
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,6 +17,22 @@ import numpy as np
 from core import evaluation
 from core.dense_net import DenseLayer, DenseNet
 from core.model_artifacts import ModelExport
+
+
+def _memoize_skipsets() -> None:
+    """Keras's saver asks, for every object it saves, which attributes a bare Layer or Optimizer
+    has (saving_lib.get_attr_skipset), and builds a reference Layer and Optimizer, variables and
+    all, to find out. It means to remember the answer, but reads it under another key than it
+    stores it under ("saving_attr_skiplist_" / "saving_attr_skipset_"), so it builds them again
+    on every save: about a third of a small model's save. The answer depends only on Keras's
+    classes, so it is kept for the process."""
+    from keras.src.saving import saving_lib
+
+    if not hasattr(saving_lib.get_attr_skipset, "cache_info"):
+        saving_lib.get_attr_skipset = functools.cache(saving_lib.get_attr_skipset)
+
+
+_memoize_skipsets()
 
 
 def keras_bytes(model: keras.Model) -> bytes:
