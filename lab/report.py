@@ -12,9 +12,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from lab.report_search import SECTION as SEARCH_SECTION
+from lab.report_search import latest_search, search_markdown
 from lab.report_stats import ALPHA, Stat, match_reference, num, pct
 
 SUCCEEDED = "succeeded"
@@ -227,6 +230,7 @@ def build_report(
         if number in chosen:
             preset = next(p for p in presets if p["section"] == number)
             ctx[number] = fetch(api, preset, chosen[number], out)
+    search = latest_search(api, presets) if SEARCH_SECTION in wanted else None
     lines = [
         "# labq lab report: MNIST dense networks, section by section",
         "",
@@ -262,12 +266,14 @@ def build_report(
                 "(run `labq lab run --sections " + str(number) + "`).",
                 "",
             ]
+        if number == SEARCH_SECTION and search is not None:
+            lines += search_markdown(api, search, ctx.get(number))
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(
-        json.dumps(
-            {str(k): {"sweep": v.sweep["id"], "preset": v.preset["name"]} for k, v in ctx.items()},
-            indent=1,
-        )
-    )
+    index: dict[str, Any] = {
+        str(k): {"sweep": v.sweep["id"], "preset": v.preset["name"]} for k, v in ctx.items()
+    }
+    if search is not None:
+        index.setdefault(str(SEARCH_SECTION), {})["search"] = search["id"]
+    (out / "report.json").write_text(json.dumps(index, indent=1))
     return path

@@ -193,6 +193,14 @@ def test_presets_run_and_lab_report(stack, tmp_path):
     grid = int(re.search(r"s12-optimal -> sweep (\d+)", ran.stdout).group(1))
     httpx.post(f"{stack.url}/searches/{found.group(1)}/cancel", json={}, timeout=30)
     httpx.post(f"{stack.url}/sweeps/{grid}/cancel", json={}, timeout=30)
+    # The report's section 12 reads the search beside the grid (tests/unit/test_report_search.py
+    # replays a finished one); this one was cancelled before any result.
+    out = labq(stack, "lab", "report", "--out", str(tmp_path / "rep12"), "--sections", "12")
+    assert out.returncode == 0, out.stdout + out.stderr
+    rep12 = (tmp_path / "rep12" / "report.md").read_text()
+    assert f"Search #{found.group(1)} (`s12-search`)" in rep12 and "No result yet" in rep12
+    index = json.loads((tmp_path / "rep12" / "report.json").read_text())
+    assert index["12"] == {"sweep": grid, "preset": "s12-optimal", "search": int(found.group(1))}
 
     out = labq(stack, "lab", "report", "--out", str(tmp_path / "rep"), "--sections", "1,6,11")
     assert out.returncode == 0, out.stdout + out.stderr
