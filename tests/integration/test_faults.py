@@ -46,7 +46,7 @@ def faulty(request, tmp_path_factory, pg_admin_url):
         "LABQ_CANCEL_POLL_SECONDS": "0.5",
         "LABQ_CANCEL_CHECK_BATCHES": "20",
         "LABQ_TEST_CRASH_ON_EPOCH": f"{CRASHER}:2",
-        "LABQ_TEST_HOLD_IN_EPOCH": "killed:3,long-epochs:2,locked:3",
+        "LABQ_TEST_HOLD_IN_EPOCH": "killed:3,long-epochs:2,locked:3,retried:1",
     }
     if request.param == "distributed":
         s = make_distributed(tmp_path_factory, pg_admin_url, extra_env=env)
@@ -218,7 +218,9 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     )
     assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry", json={}).status_code == 409
     assert httpx.post(f"{faulty.url}/experiments/999999/retry", json={}).status_code == 404
-    # Cancel it (queued or running), then retry.
+    # Cancel it while it is held inside epoch 1 (a warm worker trains it in well under a second,
+    # before a cancel could land), then retry: the retried run passes the hold.
+    faulty.held(exp_id)
     httpx.post(f"{faulty.url}/experiments/{exp_id}/cancel", json={})
     cancelled = faulty.wait(exp_id)
     assert cancelled["status"] == "cancelled"
@@ -226,8 +228,9 @@ def test_retry_requeues_a_cancelled_job_from_scratch(faulty):
     assert r.status_code == 202 and r.json()["status"] == "queued"
     assert r.json()["epochs_done"] == 0 and not r.json()["cancel_requested"]
     done = faulty.wait(exp_id)
-    # The attempt number goes on from where it was (0 if cancelled while queued): never reused.
+    # The attempt number goes on from where it was: never reused.
     attempt = cancelled["attempt"] + 1
+    assert attempt == 2
     assert done["status"] == "succeeded" and done["attempt"] == attempt
     assert faulty.epoch_attempts(exp_id) == [(1, attempt), (2, attempt)]
     assert httpx.post(f"{faulty.url}/experiments/{exp_id}/retry", json={}).status_code == 409
