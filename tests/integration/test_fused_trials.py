@@ -5,9 +5,12 @@ worker killed mid-program leaves every member to be taken over alone, resuming f
 checkpoint with each epoch stored exactly once; cancelling one member stops it inside its epoch
 while the others train to the end (docs/guarantees.md)."""
 
+import io
+import json
 import os
 import signal
 import time
+import zipfile
 
 import httpx
 import pytest
@@ -81,6 +84,34 @@ def test_a_sweep_trains_as_one_program_and_each_run_keeps_its_own_record(jax_sta
             r = httpx.get(f"{jax_stack.url}/experiments/{d['id']}/{part}", timeout=60)
             assert r.status_code == 200 and len(r.content) > 1000, part
     assert len(finals) == 4  # four different runs (seeds, learning rates), not one four times
+
+
+def _saved_layers(stack, exp_id: int) -> dict:
+    """The exported model's layer configs by name, read from the .keras archive's config.json."""
+    r = httpx.get(f"{stack.url}/experiments/{exp_id}/model.keras", timeout=60)
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        config = json.loads(z.read("config.json"))
+    return {lyr["config"]["name"]: lyr["config"] for lyr in config["config"]["layers"]}
+
+
+def test_a_sweep_over_dropout_and_l2_trains_as_one_program(jax_stack):
+    base = {**BASE, "layers": [{"units": 32}, {"type": "dropout", "rate": 0.2}]}
+    grid = {"layers.1.rate": [0.2, 0.5], "layers.0.l2": [0.0, 0.01]}  # section 10's kind of grid
+    ids = submit_sweep(jax_stack, {"name": "fused-reg", "base": base, "grid": grid})
+    done = [jax_stack.wait(i, timeout=600) for i in ids]
+    assert [d["status"] for d in done] == ["succeeded"] * 4, done
+    assert [d["fused"] for d in done] == [4] * 4
+    finals = set()
+    for d in done:  # each member keeps its own rate and factor, in its history and its model
+        saved = _saved_layers(jax_stack, d["id"])
+        spec = d["spec"]["layers"]
+        assert saved["dropout_2"]["rate"] == pytest.approx(spec[1]["rate"])
+        reg = saved["dense_1"]["kernel_regularizer"]
+        l2 = 0.0 if reg is None else reg["config"]["l2"]
+        assert l2 == pytest.approx(spec[0]["l2"])
+        finals.add(history(jax_stack, d["id"])[-1]["loss"])
+    assert len(finals) == 4
 
 
 def test_a_sweep_submitted_without_fusing_trains_each_run_alone(jax_stack):

@@ -1,9 +1,9 @@
 """Fused trials (worker/engine/fused.py) against the same specs trained alone, in one JAX child
-process (tests/fused_child.py): members that differ in seed, learning rate, epochs and callbacks
-learn what each would alone (the same history within float tolerance, the same early stop, the
-same test accuracy), a member cancelled inside its first epoch stops there, reporting no
-epoch, while the others train to their own ends, and a member whose build-time write fails ends
-alone."""
+process (tests/fused_child.py): members that differ in seed, learning rate, dropout rate, L2 factor
+(0 among them), epochs and callbacks learn what each would alone (the same history within float
+tolerance, the same early stop, the same test accuracy), a member cancelled inside its first epoch
+stops there, reporting no epoch, while the others train to their own ends, and a member whose
+build-time write fails ends alone."""
 
 import json
 import os
@@ -18,11 +18,25 @@ from worker.engine.data import load_mnist
 pytestmark = [pytest.mark.jax]
 
 SHAPE = {"layers": [{"units": 32}, {"type": "dropout", "rate": 0.2}], "batch_size": 64}
+
+
+def _layers(l2: float, rate: float) -> dict:
+    return {"layers": [{"units": 32, "l2": l2}, {"type": "dropout", "rate": rate}]}
+
+
 SPECS = [
-    {**SHAPE, "epochs": 3, "train_samples": 3000, "seed": 1},
-    {**SHAPE, "epochs": 2, "train_samples": 3000, "seed": 2, "optimizer": {"learning_rate": 0.01}},
+    {**SHAPE, **_layers(0.002, 0.2), "epochs": 3, "train_samples": 3000, "seed": 1},
     {
         **SHAPE,
+        **_layers(0.0, 0.1),
+        "epochs": 2,
+        "train_samples": 3000,
+        "seed": 2,
+        "optimizer": {"learning_rate": 0.01},
+    },
+    {
+        **SHAPE,
+        **_layers(0.0005, 0.4),
         "epochs": 8,
         "train_samples": 3000,
         "seed": 3,
@@ -73,6 +87,19 @@ def test_a_fused_member_learns_what_it_would_alone(trained, member):
     assert fused["stopped"] == solo["stopped"]
     assert fused["test_accuracy"] == pytest.approx(solo["test_accuracy"], abs=1e-3)
     assert fused["exported"] and fused["layers"] == solo["layers"]
+
+
+def test_dropout_rates_and_l2_factors_fuse_but_a_rate_of_0_does_not():
+    from core.spec import ExperimentSpec
+    from worker.engine.fused import fuse_key
+
+    def key(l2: float, rate: float, units: int = 32) -> str:
+        layers = [{"units": units, "l2": l2}, {"type": "dropout", "rate": rate}]
+        return fuse_key(ExperimentSpec.model_validate({**SHAPE, "layers": layers}))
+
+    assert key(0.0, 0.2) == key(0.01, 0.5) == key(0.001, 0.1)
+    assert key(0.0, 0.2) != key(0.0, 0.0)  # Keras gives a layer of rate 0 no seed state
+    assert key(0.0, 0.2) != key(0.0, 0.2, units=64)
 
 
 def test_members_differ_as_their_specs_do(trained):

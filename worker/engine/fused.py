@@ -1,17 +1,17 @@
 """Fused trials: train several specs of one model shape together, one member per spec.
 
 The trials of a sweep or search that differ only in what the compiled step takes as data (seed,
-learning rate, epochs, callbacks) are trained as one program (worker.engine.fused_jax: `vmap`
-over the members' stacked state; JAX backend only). Everything else stays per member, as
-train.train does it for one spec: its model built from its own seed (so the same initial weights
-as alone), its data order, optimizer state and learning rate, its callbacks (early stopping,
-reduce-on-plateau, labq's reporter with gradient norms and checkpoints), its stop check (cancel
-within an epoch) and its end: a member that stops (its last epoch, an early stop, a prune, a
-cancel, a divergence) is concluded and handed back through `on_done` at once while the others
-go on. A member's seconds (per epoch and in all) are its share of the program's: the steps' wall
-time divided among the members that trained in that epoch, plus its own evaluation.
-A failure inside one member's own steps (its callbacks, its report, its export) goes to
-its `on_error`; the others go on. A failure of the shared program raises to the caller.
+learning rate, dropout rates, L2 factors, epochs, callbacks) are trained as one program
+(worker.engine.fused_jax: `vmap` over the members' stacked state; JAX backend only). Everything
+else stays per member, as train.train does it for one spec: its model built from its own seed (so
+the same initial weights as alone), its data order, optimizer state and learning rate, its
+callbacks (early stopping, reduce-on-plateau, labq's reporter with gradient norms and checkpoints),
+its stop check (cancel within an epoch) and its end: a member that stops (its last epoch, an early
+stop, a prune, a cancel, a divergence) is concluded and handed back through `on_done` at once while
+the others go on. A member's seconds (per epoch and in all) are its share of the program's: the
+steps' wall time divided among the members that trained in that epoch, plus its own evaluation. A
+failure inside one member's own steps (its callbacks, its report, its export) goes to its
+`on_error`; the others go on. A failure of the shared program raises to the caller.
 """
 
 import time
@@ -67,10 +67,25 @@ class _Run:
         return self.member.spec
 
 
+def template_spec(spec: ExperimentSpec) -> ExperimentSpec:
+    """The spec a fused program's template is built from: the spec's shape without L2 (each
+    member's dropout rates and L2 factors are data in the program, worker.engine.fused_jax)."""
+    layers = [
+        lyr.model_copy(update={"l2": 0.0}) if lyr.type == "dense" else lyr for lyr in spec.layers
+    ]
+    return spec.model_copy(update={"layers": layers})
+
+
 def fuse_key(spec: ExperimentSpec) -> str:
     """Specs with the same key may train as members of one program: the same model shape (the
-    warm-model key), training images and validation."""
-    return f"{warm.shape_key(spec, True)}|{spec.n_fit}|{spec.n_train_total}|{spec.validation}"
+    warm-model key, the values of dropout rates and L2 factors aside), training images and
+    validation."""
+    layers = [  # a Dropout layer of rate 0 has no seed state: that much is the shape
+        lyr.model_copy(update={"l2": 0.0} if lyr.type == "dense" else {"rate": float(lyr.rate > 0)})
+        for lyr in spec.layers
+    ]
+    shape = warm.shape_key(spec.model_copy(update={"layers": layers}), True)
+    return f"{shape}|{spec.n_fit}|{spec.n_train_total}|{spec.validation}"
 
 
 def train_fused(members: list[Member], data: Mnist, check_every: int = 50) -> None:
@@ -165,7 +180,7 @@ def _program(spec: ExperimentSpec) -> FusedSteps:
         _kept.move_to_end(key)
         return hit
     keras.utils.set_random_seed(spec.seed)
-    template, steps, _ = warm.model_and_steps(spec)
+    template, steps, _ = warm.model_and_steps(template_spec(spec))
     fused = FusedSteps(template, steps)  # type: ignore[arg-type]  # JAX: steps_jax.BackendSteps
     _kept[key] = fused
     while len(_kept) > KEPT:

@@ -43,12 +43,29 @@ def write_state(model: keras.Model, state: tuple) -> None:
             var.assign(value)
 
 
-def _penalized(loss_fn, model: keras.Model, tv, ntv, x, y, training: bool):
-    """(loss with the layers' L2 penalties, probabilities, new non-trainable state)."""
+def kernel_positions(model: keras.Model) -> list[int]:
+    """Where each Dense layer's kernel sits in model.trainable_variables."""
+    kernels = {id(lyr.kernel) for lyr in dense_layers(model)}
+    return [i for i, v in enumerate(model.trainable_variables) if id(v) in kernels]
+
+
+def l2_factors(model: keras.Model) -> jax.Array:
+    """Each Dense layer's L2 factor (0 where it has none), as data for a fused program."""
+    regs = [lyr.kernel_regularizer for lyr in dense_layers(model)]
+    return jnp.asarray([0.0 if r is None else r.l2 for r in regs], jnp.float32)
+
+
+def _penalized(loss_fn, model: keras.Model, tv, ntv, x, y, training: bool, l2s=None):
+    """(loss with the layers' L2 penalties, probabilities, new non-trainable state). The model's
+    own regularizers give the penalties; with `l2s` (one factor per Dense layer, as data), those
+    factors are applied as well, as Keras's L2 does (a fused program's template has none)."""
     probs, ntv, penalties = model.stateless_call(tv, ntv, x, training=training, return_losses=True)
     loss = loss_fn(y, probs)
     for p in penalties:
         loss = loss + p
+    if l2s is not None:
+        for j, k in enumerate(kernel_positions(model)):
+            loss = loss + l2s[j] * jnp.sum(jnp.square(tv[k]))
     return loss, probs, ntv
 
 
@@ -57,19 +74,19 @@ def _hits(probs, y) -> jax.Array:
 
 
 def train_step(model: keras.Model, loss_fn):
-    """One optimizer step of `model` as a pure function: step((tv, ntv, ov), x, y) ->
+    """One optimizer step of `model` as a pure function: step((tv, ntv, ov), x, y, l2s=None) ->
     (new state, sample-weighted loss sum, hits). worker.engine.fused_jax maps it over members."""
     opt = model.optimizer
 
-    def loss_and_out(tv, ntv, x, y):
-        loss, probs, ntv = _penalized(loss_fn, model, tv, ntv, x, y, True)
+    def loss_and_out(tv, ntv, x, y, l2s):
+        loss, probs, ntv = _penalized(loss_fn, model, tv, ntv, x, y, True, l2s)
         return loss, (probs, ntv)
 
     grad_fn = jax.value_and_grad(loss_and_out, has_aux=True)
 
-    def step(state, x, y):
+    def step(state, x, y, l2s=None):
         tv, ntv, ov = state
-        (loss, (probs, ntv)), grads = grad_fn(tv, ntv, x, y)
+        (loss, (probs, ntv)), grads = grad_fn(tv, ntv, x, y, l2s)
         tv, ov = opt.stateless_apply(ov, grads, tv)
         return (tv, ntv, ov), loss * jnp.float32(y.shape[0]), _hits(probs, y)
 
@@ -77,11 +94,11 @@ def train_step(model: keras.Model, loss_fn):
 
 
 def eval_step(model: keras.Model, loss_fn):
-    """Evaluation of `model` as a pure function: (tv, ntv, x, y) -> (loss sum, hits,
+    """Evaluation of `model` as a pure function: (tv, ntv, x, y, l2s) -> (loss sum, hits,
     probabilities)."""
 
-    def evaluate(tv, ntv, x, y):
-        loss, probs, _ = _penalized(loss_fn, model, tv, ntv, x, y, False)
+    def evaluate(tv, ntv, x, y, l2s):
+        loss, probs, _ = _penalized(loss_fn, model, tv, ntv, x, y, False, l2s)
         return loss * jnp.float32(y.shape[0]), _hits(probs, y), probs
 
     return evaluate
@@ -94,9 +111,9 @@ class BackendSteps(Steps):
         opt = model.optimizer
         if not opt.built:
             opt.build(model.trainable_variables)
-        kernels = {id(lyr.kernel) for lyr in dense_layers(model)}
-        self._kernel_at = [i for i, v in enumerate(model.trainable_variables) if id(v) in kernels]
+        self._kernel_at = kernel_positions(model)
         self.state: tuple | None = None
+        self.l2s: jax.Array | None = None  # a fused member's own L2 factors (fused_jax.bind)
 
         step = train_step(model, self.loss_fn)
 
@@ -159,7 +176,7 @@ class BackendSteps(Steps):
     def eval_probs_chunk(self, x, y, host: bool = True) -> tuple[float, float, np.ndarray]:
         m = self.model
         loss, hits, probs = self._eval(
-            _values(m.trainable_variables), _values(m.non_trainable_variables), x, y
+            _values(m.trainable_variables), _values(m.non_trainable_variables), x, y, self.l2s
         )
         return float(loss), float(hits), np.asarray(probs) if host else probs
 
