@@ -217,7 +217,7 @@ class Job:
         self.data, self.device = runtime.mnist(), runtime.device()
         first_epoch = self.resume.epoch + 1 if self.resume else 1
         self.hooks = testhooks.for_job(self.spec.name, self.id, self.settings.data_dir, first_epoch)
-        self.saver = _CheckpointPacer(self.settings.checkpoint_budget)
+        self.saver = _CheckpointPacer(self.settings.checkpoint_budget, self.spec.epochs)
         return True
 
     def train(self) -> RunResult:
@@ -483,11 +483,14 @@ class _CheckpointPacer:
     """Decides at each epoch end whether to save a checkpoint, so that saving costs at most
     `budget` of the training time: an epoch much longer than a save (the usual case) is saved
     every time; epochs of a fraction of a second, on a large model, every few epochs. The first
-    epoch is always saved. A resume restarts after the last saved epoch; epochs trained after it
-    are trained again and their rows replaced, so the history still holds each epoch once."""
+    epoch is always saved, unless it is the last. The last epoch (of `epochs`) is saved only when
+    the budget says so: its result follows within the test read and the export, and the result's
+    transaction deletes the checkpoint (a one-epoch job would save one for nothing). A resume
+    restarts after the last saved epoch; epochs trained after it are trained again and their rows
+    replaced, so the history still holds each epoch once."""
 
-    def __init__(self, budget: float):
-        self.budget = budget
+    def __init__(self, budget: float, epochs: int):
+        self.budget, self.epochs = budget, epochs
         self.cost = 0.0  # seconds the last save took (serialize + write)
         self.since = time.perf_counter()  # end of the last save
         self.pending: bytes | None = None
@@ -495,9 +498,12 @@ class _CheckpointPacer:
 
     def offer(self, model: Any, epochs: list[Any]) -> None:
         self.pending = None
-        first = len(epochs) == 1 or self.cost == 0.0
         due = (time.perf_counter() - self.since) * self.budget >= self.cost
-        if first or due or self.budget >= 1:
+        if epochs[-1].epoch >= self.epochs:  # the last: only when due after a measured save
+            save = self.cost > 0.0 and due
+        else:
+            save = len(epochs) == 1 or self.cost == 0.0 or due
+        if save or self.budget >= 1:
             t0 = time.perf_counter()
             self.pending = ckpt.dumps(model, epochs)
             self._serialize = time.perf_counter() - t0

@@ -6,8 +6,7 @@ same model whose test accuracy the run records.
 """
 
 import functools
-import os
-import tempfile
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -36,12 +35,13 @@ _memoize_skipsets()
 
 
 def keras_bytes(model: keras.Model) -> bytes:
-    """The compiled model (architecture, weights, optimizer state) in Keras's native format."""
-    with tempfile.TemporaryDirectory(prefix="labq-model-") as tmp:
-        path = os.path.join(tmp, "model.keras")
-        keras.saving.save_model(model, path)
-        with open(path, "rb") as f:
-            return f.read()
+    """The compiled model (architecture, weights, optimizer state) in Keras's native format,
+    written in memory (Keras's saver takes a file object; keras.saving.save_model wants a path)."""
+    from keras.src.saving import saving_lib
+
+    buf = io.BytesIO()
+    saving_lib.save_model(model, buf)
+    return buf.getvalue()
 
 
 def dense_net(model: keras.Model) -> DenseNet:

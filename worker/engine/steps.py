@@ -75,12 +75,13 @@ def resident(data: Mnist) -> Resident:
     return r
 
 
-def use_jit(spec: ExperimentSpec) -> bool:
+def use_jit(spec: ExperimentSpec, settings: Settings | None = None) -> bool:
     """Whether the step loop is compiled by XLA. JAX: always (that is how JAX runs). TensorFlow:
-    LABQ_JIT=on|off forces it; "auto" (the default) is off, the measured faster choice here."""
+    LABQ_JIT=on|off forces it; "auto" (the default) is off, the measured faster choice here.
+    `settings`: the job's, read once per job (not cached: the bench switches them between runs)."""
     if backend() == "jax":
         return True
-    forced = Settings().jit  # read per job, not cached: the bench switches it between runs
+    forced = (settings or Settings()).jit
     if forced != "auto":
         return forced == "on"
     # auto = off: measured here, the XLA loop called in runs of `check_every` steps was ~60x slower
@@ -142,28 +143,30 @@ class Steps:
 
     def evaluate(self, x: Any, y: Any, start: int, stop: int) -> tuple[float, float]:
         """Mean loss and accuracy over images start..stop-1, in chunks of EVAL_CHUNK."""
-        loss_sum = hit_sum = 0.0
-        for a in range(start, stop, EVAL_CHUNK):
-            b = min(a + EVAL_CHUNK, stop)
-            loss, hits = self.eval_chunk(x[a:b], y[a:b])
-            loss_sum += loss
-            hit_sum += hits
-        n = stop - start
-        return loss_sum / n, hit_sum / n
+        loss, accuracy, _ = self._chunked(self.eval_chunk, x, y, start, stop)
+        return loss, accuracy
 
     def read(self, x: Any, y: Any) -> tuple[float, float, np.ndarray]:
         """A whole set's mean loss, accuracy and class probabilities (float64) in one pass: the
         test read and the export's evaluation of the same forward pass."""
+        loss, accuracy, parts = self._chunked(self.eval_probs_chunk, x, y, 0, int(y.shape[0]))
+        probs = [np.asarray(p, np.float64) for p in parts]
+        return loss, accuracy, np.concatenate(probs) if probs else np.zeros((0, evaluation.CLASSES))
+
+    @staticmethod
+    def _chunked(fn, x: Any, y: Any, start: int, stop: int) -> tuple[float, float, list]:
+        """`fn` (images, labels) -> (loss sum, hits, *more) over images start..stop-1 in chunks of
+        EVAL_CHUNK: (mean loss, accuracy, every chunk's further outputs in order)."""
         loss_sum = hit_sum = 0.0
-        parts = []
-        n = int(y.shape[0])
-        for a in range(0, n, EVAL_CHUNK):
-            loss, hits, probs = self.eval_probs_chunk(x[a : a + EVAL_CHUNK], y[a : a + EVAL_CHUNK])
+        more: list = []
+        for a in range(start, stop, EVAL_CHUNK):
+            b = min(a + EVAL_CHUNK, stop)
+            loss, hits, *rest = fn(x[a:b], y[a:b])
             loss_sum += loss
             hit_sum += hits
-            parts.append(np.asarray(probs, np.float64))
-        probs = np.concatenate(parts) if parts else np.zeros((0, evaluation.CLASSES))
-        return loss_sum / max(n, 1), hit_sum / max(n, 1), probs
+            more += rest
+        n = max(stop - start, 1)
+        return loss_sum / n, hit_sum / n, more
 
 
 def make_steps(model: keras.Model, jit: bool) -> Steps:

@@ -44,8 +44,8 @@ def shape_key(spec: ExperimentSpec, jit: bool) -> str:
 def model_and_steps(spec: ExperimentSpec) -> tuple[keras.Model, Steps, bool]:
     """(model, its compiled steps, whether they were kept from an earlier job), in the state a
     fresh build for this spec and seed has. Call with the job's seed already set."""
-    jit = use_jit(spec)
-    size = Settings().warm_models  # read per job, as use_jit does: the bench switches it
+    settings = Settings()  # read per job, not cached: the bench switches them between runs
+    jit, size = use_jit(spec, settings), settings.warm_models
     key = shape_key(spec, jit)
     kept = _kept.get(key) if size else None
     if kept is None:
