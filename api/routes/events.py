@@ -1,5 +1,6 @@
-"""Server-sent events: live changes of the whole queue (`GET /events`) and of one run
-(`GET /experiments/{id}/events`), for the dashboard and for anyone with `curl -N`.
+"""Server-sent events: live changes of the whole queue (`GET /events`), of one run
+(`GET /experiments/{id}/events`) and of one search (`GET /searches/{id}/events`), for the
+dashboard and for anyone with `curl -N`.
 
 The database is the source of truth (workers write to it, not to the API), so each stream polls it
 from the API process every POLL_SECONDS. A queue stream first reads one aggregate over the
@@ -15,6 +16,9 @@ Events of `/events`: `hello`, `queue` ({"queued", "running", "total"}), `experim
 ExperimentSummary of GET /experiments). Events of `/experiments/{id}/events`: `experiment` (the
 ExperimentPublic of GET /experiments/{id}), `history` (every epoch row, on connect and when a new
 attempt starts), `epoch` (one new epoch row), `end` (the run finished; the stream closes).
+Events of `/searches/{id}/events`: `search` (the SearchPublic of GET /searches/{id}, sent on
+connect and whenever one of its runs changed; a search stream reads one aggregate over its runs
+per poll and builds the body only then), `end` (the search is done or cancelled, or was deleted).
 """
 
 import asyncio
@@ -34,10 +38,12 @@ from starlette.types import Receive, Scope, Send
 
 from api.deps import IdPath, SettingsDep, get_actor, get_experiment, get_sight
 from api.routes.experiments import to_public, to_summary
+from api.routes.searches import ENDED_SEARCH, get_search, search_public
 from api.schemas import EpochPublic
 from core.constants import FINISHED, QUEUED, RUNNING
 from core.settings import Settings
 from db import repo, scheduling, users
+from db import searches as db_searches
 from db.models import EpochRow, Experiment
 from db.session import session_scope
 
@@ -275,6 +281,46 @@ class RunWatch:
             return events
 
 
+class SearchWatch:
+    """What one search's stream has seen: an aggregate of its runs (and whether it is cancelled
+    or has its result); the body is built and sent only when that changed."""
+
+    def __init__(self, search_id: int, sight: users.Sight) -> None:
+        self.id, self.sight = search_id, sight
+        self.signature: tuple[Any, ...] | None = None
+        self.done = False
+
+    def poll(self) -> list[ServerSentEvent]:
+        with session_scope() as s:
+            search = db_searches.get_search(s, self.id)
+            if search is None or not self.sight.sees(search.owner_id):  # deleted while watched
+                self.done = True
+                return [ServerSentEvent(event="end", data={"id": self.id, "status": None})]
+            runs = s.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.max(Experiment.id), 0),
+                    func.coalesce(func.sum(Experiment.epochs_done), 0),
+                    func.count(Experiment.started_at),
+                    func.count(Experiment.finished_at),
+                    func.coalesce(func.sum(Experiment.attempt), 0),
+                    func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
+                ).where(Experiment.search_id == self.id)
+            ).one()
+            signature = (search.result is not None, search.cancelled, *runs)
+            if signature == self.signature:
+                return []
+            self.signature = signature
+            public = search_public(s, search)
+            events = [ServerSentEvent(event="search", data=public)]
+            if public.status in ENDED_SEARCH:
+                self.done = True
+                events.append(
+                    ServerSentEvent(event="end", data={"id": self.id, "status": public.status})
+                )
+            return events
+
+
 def encode(event: ServerSentEvent) -> bytes:
     """The wire form of one event; its data is always JSON."""
     data = None
@@ -283,7 +329,10 @@ def encode(event: ServerSentEvent) -> bytes:
     return format_sse_event(data_str=data, event=event.event, id=event.id, retry=event.retry)
 
 
-async def _stream(request: Request, watch: QueueWatch | RunWatch) -> AsyncIterator[bytes]:
+Watch = QueueWatch | RunWatch | SearchWatch
+
+
+async def _stream(request: Request, watch: Watch) -> AsyncIterator[bytes]:
     """Poll, send what changed, sleep; until the client leaves, the watch is done or the stream
     has lived MAX_STREAM_SECONDS. A disconnect is noticed here at the next tick (and Starlette
     cancels this generator as soon as it sees one), so the place is freed within a poll."""
@@ -305,7 +354,7 @@ async def _stream(request: Request, watch: QueueWatch | RunWatch) -> AsyncIterat
         await asyncio.sleep(POLL_SECONDS)
 
 
-def _response(request: Request, watch: QueueWatch | RunWatch, settings: Settings) -> EventStream:
+def _response(request: Request, watch: Watch, settings: Settings) -> EventStream:
     return EventStream(_stream(request, watch), get_actor(request).token_id, settings)
 
 
@@ -320,6 +369,13 @@ def run_exists(request: Request, experiment_id: IdPath) -> int:
     with session_scope() as s:
         get_experiment(experiment_id, s, get_sight(s, get_actor(request)))
     return experiment_id
+
+
+def search_exists(request: Request, search_id: IdPath) -> int:
+    """The search's id, or 404 (also when it is not the caller's to read), before the stream."""
+    with session_scope() as s:
+        get_search(search_id, s, get_sight(s, get_actor(request)))
+    return search_id
 
 
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -342,3 +398,15 @@ async def run_events(
 ) -> StreamingResponse:
     """One run's state and epochs as they are written; ends when the run has finished."""
     return _response(request, RunWatch(experiment_id, get_actor(request).token_id), settings)
+
+
+@router.get("/searches/{search_id}/events", responses=STREAM_RESPONSES)
+async def search_events(
+    request: Request,
+    settings: SettingsDep,
+    sight: Annotated[users.Sight, Depends(reader_sight)],
+    search_id: int = Depends(search_exists),
+) -> StreamingResponse:
+    """One search's state (trials, best, figures' data, result) whenever one of its runs changed;
+    ends when the search is done or cancelled."""
+    return _response(request, SearchWatch(search_id, sight), settings)

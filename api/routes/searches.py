@@ -159,7 +159,10 @@ def _summary(
     }
 
 
-def _public(session: Session, search: Search) -> SearchPublic:
+ENDED_SEARCH = ("done", "cancelled")  # nothing of the search changes any more
+
+
+def search_public(session: Session, search: Search) -> SearchPublic:
     exps = db_searches.members(session, search.id)
     rows = _rows(session, search, exps)
     trials = [r for r in rows if r.number is not None]
@@ -286,7 +289,7 @@ def read(search: SearchDep, session: SessionDep) -> SearchPublic:
     """Trials (params, epochs, objective, status: `pruned` ones stopped early), the best trial,
     the confirmation runs and, once they have ended, `result`: the winner, each confirmed
     configuration's mean ± std, and the winner's test accuracy (the only test number shown)."""
-    return _public(session, search)
+    return search_public(session, search)
 
 
 @router.delete("/{search_id}", response_model=Deleted, responses=deletion.RESPONSES)
@@ -310,7 +313,7 @@ def cancel(
     users.audit(session, actor, "search.cancel", f"search {search.id}")
     session.commit()
     session.refresh(search)
-    return _public(session, search)
+    return search_public(session, search)
 
 
 @router.get(
@@ -321,7 +324,7 @@ def cancel(
 def progress(search: SearchDep, session: SessionDep) -> Response:
     """The objective of every ended trial by trial number, pruned ones marked, and the best so
     far."""
-    p = _public(session, search)
+    p = search_public(session, search)
     points = [
         (r.number, r.value, r.status)
         for r in p.trials
@@ -385,7 +388,7 @@ def importance_png(search: SearchDep, session: SessionDep) -> Response:
 )
 def parallel(search: SearchDep, session: SessionDep) -> Response:
     """Parallel coordinates: every ended trial with a value (pruned ones at their last epoch)."""
-    p = _public(session, search)
+    p = search_public(session, search)
     rows = [r for r in p.trials if r.value is not None and r.status in FINISHED]
     if not rows:
         raise HTTPException(409, f"search {search.id} has no ended trial yet")
@@ -411,7 +414,7 @@ def pareto(search: SearchDep, session: SessionDep) -> Response:
     spec = db_searches.spec_of(search)
     if not db_searches.several(spec):
         raise HTTPException(409, f"search {search.id} has one objective: no Pareto front")
-    p = _public(session, search)
+    p = search_public(session, search)
     points = [(r.number or 0, r.values) for r in p.trials if r.values]
     if not points:
         raise HTTPException(409, f"search {search.id} has no completed trial yet")

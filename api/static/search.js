@@ -1,5 +1,7 @@
-/* `/search` and `/search/{id}`: searches from GET /searches and GET /searches/{id}, polled while
- * they run. The charts are SVG drawn here from the same JSON that curl users get. */
+/* `/search` and `/search/{id}`: searches from GET /searches (polled) and one search from
+ * GET /searches/{id}, followed while it runs through its event stream (/searches/{id}/events,
+ * polling while the stream is down). The charts are SVG drawn here from the same JSON that curl
+ * users get. */
 "use strict";
 
 (() => {
@@ -293,8 +295,17 @@
   let who = null;
   async function loop() {
     who = who || await labq.me();
-    const more = id ? await refreshOne() : (await refreshList(), true);
-    if (more) setTimeout(loop, id ? 2000 : 5000);
+    await refreshList();
+    setTimeout(loop, 5000);
+  }
+
+  async function follow() {
+    who = await labq.me();
+    if (!(await refreshOne())) return;  // done or cancelled: nothing more will change
+    const stream = labq.live(`/searches/${id}/events`, {
+      search: render,
+      end: () => { stream.close(); refreshOne(); },
+    }, () => refreshOne().then(more => { if (!more) stream.close(); }), 2000);
   }
 
   if (id) {
@@ -310,5 +321,5 @@
       catch (err) { message(labq.errorText(err)); }
     });
   }
-  loop();
+  if (id) follow(); else loop();
 })();

@@ -33,7 +33,11 @@ def stack(request, tmp_path_factory, pg_admin_url, external_redis):
         tmp_path_factory,
         pg_admin_url,
         external_redis,
-        extra_env={"LABQ_TEST_HOLD_IN_EPOCH": "cancel me #0:2,killed trial #0:2,restarted #0:2"},
+        extra_env={
+            "LABQ_TEST_HOLD_IN_EPOCH": (
+                "cancel me #0:2,killed trial #0:2,restarted #0:2,streamed #0:2"
+            )
+        },
     )
     s.start()
     yield s
@@ -98,6 +102,59 @@ def test_search_end_to_end(stack, tmp_path):
     assert "lr and width" in stack.cli("search", "ls").stdout
     listed = httpx.get(f"{stack.url}/experiments", params={"limit": 50}).json()
     assert {t["id"] for t in s["trials"]} <= {e["id"] for e in listed["items"]}
+
+
+def sse(lines):
+    """(event, data) of a server-sent-event stream as they come, until the server closes it."""
+    name = None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: ") and name is not None:
+            yield name, json.loads(line.removeprefix("data: "))
+            name = None
+
+
+def test_a_search_streams_its_changes_until_it_ends(stack):
+    body = {
+        "name": "streamed",
+        "base": {**BASE, "epochs": 2},
+        "space": {"layers.0.units": {"type": "int", "low": 8, "high": 32}},
+        "sampler": "random",
+        "pruner": {"type": "none"},
+        "trials": 3,
+        "parallel": 2,
+    }
+    r = httpx.post(f"{stack.url}/searches", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    sid, first = r.json()["id"], r.json()["trials"][0]
+    url = f"{stack.url}/searches/{sid}/events"
+    try:
+        stack.held(first)  # trial 0 waits inside its epoch 2: the search cannot be done yet
+        with httpx.stream("GET", url, timeout=httpx.Timeout(30, read=600)) as stream:
+            assert stream.status_code == 200
+            events = sse(stream.iter_lines())
+            seen = [next(events), next(events)]  # hello, and the search as it is
+            stack.release(first)
+            seen += list(events)  # the server ends the stream after `end`
+    finally:
+        stack.release(first)
+    names = [n for n, _ in seen]
+    assert names[0] == "hello" and names[-1] == "end" and names.count("end") == 1
+    bodies = [d for n, d in seen if n == "search"]
+    assert bodies[0]["id"] == sid and bodies[0]["status"] in {"queued", "running"}
+    assert bodies[0]["trials"][0]["epochs_done"] == 1
+    final = bodies[-1]
+    assert final["status"] == "done" and final["result"] is not None
+    assert [t["status"] for t in final["trials"]] == ["succeeded"] * 3
+    assert seen[-1][1] == {"id": sid, "status": "done"}
+    done = [sum(t["epochs_done"] for t in b["trials"]) for b in bodies]
+    assert done == sorted(done) and done[-1] == 6  # followed as the trials went
+    assert final == httpx.get(f"{stack.url}/searches/{sid}", timeout=30).json()
+    # a search that has ended streams its state once and ends at once
+    again = httpx.get(url, timeout=30)
+    assert [n for n, _ in sse(again.text.splitlines())] == ["hello", "search", "end"]
+    assert httpx.get(f"{stack.url}/searches/999999/events", timeout=30).status_code == 404
 
 
 def test_several_objectives_end_with_the_pareto_front(stack):
