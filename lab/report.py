@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from lab.report_search import SECTION as SEARCH_SECTION
-from lab.report_search import latest_search, search_markdown
+from lab.report_search import latest_search, search_figures, search_markdown, trial_table
 from lab.report_stats import ALPHA, Stat, match_reference, num, pct
 
 SUCCEEDED = "succeeded"
@@ -267,7 +267,9 @@ def build_report(
                 "",
             ]
         if number == SEARCH_SECTION and search is not None:
+            rel = f"s{SEARCH_SECTION:02d}"
             lines += search_markdown(api, search, ctx.get(number))
+            lines += trial_table(search) + search_figures(api, search, out / rel, rel)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     index: dict[str, Any] = {

@@ -5,13 +5,22 @@ From the API only, as the rest of the report: the newest search of a section-12 
 and the grid's configurations as the section already fetched them. The search chose its winner
 on the hold-out and read the test set once per confirmation seed; the grid's test accuracies are
 those of its own runs. Differences are tested as everywhere in the report (Welch's t-test).
+Then every trial in a table, and the search's figures (`GET /searches/{id}/progress.png`,
+`parallel.png`, `importance.png`) saved beside the section's.
 """
 
+from pathlib import Path
 from typing import Any
 
 from lab.report_stats import Stat, compare, num
 
 SECTION = 12
+FIGURES = {  # GET /searches/{id}/<name>, what it shows
+    "progress.png": "the objective of every trial in the order they ended, pruned ones marked, "
+    "the best so far",
+    "parallel.png": "parallel coordinates: one axis per parameter, the objective last",
+    "importance.png": "which parameters mattered (Optuna's importance over completed trials)",
+}
 
 
 def latest_search(api, presets: list[dict]) -> dict | None:
@@ -86,3 +95,38 @@ def search_markdown(api, search: dict, grid: Any | None) -> list[str]:
 
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_table(search: dict) -> list[str]:
+    """Markdown lines: every trial (number, status, epochs, objective on the hold-out, training
+    seconds, its parameters), the winner starred."""
+    metric = search["objective"]["metric"]
+    paths = list(search["spec"]["space"])
+    winner = (search.get("result") or {}).get("winner")
+    lines = [
+        "#### Every trial",
+        "",
+        f"| # | status | epochs | {metric} (hold-out) | training s | {' | '.join(paths)} |",
+        "|" + "---|" * (5 + len(paths)),
+    ]
+    for t in sorted(search["trials"], key=lambda t: t["number"]):
+        star = " ★" if t["number"] == winner else ""
+        value = "-" if t["value"] is None else f"{t['value']:.4f}"
+        seconds = "-" if t["train_seconds"] is None else f"{t['train_seconds']:.1f}"
+        params = " | ".join(_short(t["params"].get(p, "-")) for p in paths)
+        lines.append(
+            f"| {t['number']}{star} | {t['status']} | {t['epochs_done']}/{t['epochs_total']} | "
+            f"{value} | {seconds} | {params} |"
+        )
+    return [*lines, ""]
+
+
+def search_figures(api, search: dict, out: Path, rel: str) -> list[str]:
+    """Markdown lines for the search's figures, saved under `out` (`rel` from the report): those
+    the API has drawn (each is a 409 until there is something to draw)."""
+    lines = []
+    for name, what in FIGURES.items():
+        file = f"search-{search['id']}-{name}"
+        if api.png(f"/searches/{search['id']}/{name}", out / file):
+            lines += [f"![{what}]({rel}/{file})", ""]
+    return ["#### Figures", "", *lines] if lines else []

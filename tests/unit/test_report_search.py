@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from lab.report import Section
-from lab.report_search import latest_search, search_markdown
+from lab.report_search import FIGURES, latest_search, search_figures, search_markdown, trial_table
 
 RUN = Path(__file__).parents[2] / "docs" / "lab-report" / "s12-search"
 
@@ -27,6 +27,15 @@ class Replay:
         if path == "/searches/1":
             return self.search
         return self.runs[path.rsplit("/", 1)[1]]
+
+    def png(self, path: str, dest: Path) -> bool:
+        """The saved progress figure; the other figures were not saved (as a 409 would be)."""
+        self.asked.append(path)
+        if path != "/searches/1/progress.png":
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes((RUN / "progress.png").read_bytes())
+        return True
 
 
 PRESETS = [
@@ -67,3 +76,27 @@ def test_a_search_without_a_result_says_so():
     unfinished = {**api.search, "status": "running", "result": None}
     lines = search_markdown(api, unfinished, None)
     assert "No result yet" in "\n".join(lines) and api.asked == []
+
+
+def test_every_trial_is_listed_with_its_parameters_and_the_winner_starred():
+    search = Replay([]).search
+    lines = trial_table(search)
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 40 and sum("pruned" in r for r in rows) == 34
+    header = lines[2]
+    assert "val_accuracy (hold-out)" in header and "| layers.0.units |" in header
+    assert header.count("|") == rows[0].count("|")  # one cell per column
+    (star,) = [r for r in rows if "★" in r]
+    assert star.startswith("| 37 ★ | succeeded | 16/20 | 0.9866 | 126.8 | 482 |")  # early stop
+    assert rows[0].startswith("| 0 | pruned | 2/20 | 0.9714 | 10.8 | 837 |")
+
+
+def test_the_figures_the_api_has_drawn_are_saved_and_shown(tmp_path):
+    api = Replay([])
+    lines = search_figures(api, api.search, tmp_path / "s12", "s12")
+    assert api.asked == [
+        f"/searches/1/{n}" for n in ("progress.png", "parallel.png", "importance.png")
+    ]
+    assert (tmp_path / "s12" / "search-1-progress.png").read_bytes()[:4] == b"\x89PNG"
+    shown = [line for line in lines if line.startswith("![")]
+    assert shown == [f"![{FIGURES['progress.png']}](s12/search-1-progress.png)"]
