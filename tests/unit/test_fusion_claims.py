@@ -5,28 +5,22 @@ model shape (the caller's `fits`), oldest first, within the owner's running limi
 the usual conditional UPDATE with a new attempt and a lease."""
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from core.settings import get_settings
 from db import scheduling
-from db.models import Base, Experiment, Search, Sweep, User, utcnow
+from db.models import Experiment, Search, Sweep, User, utcnow
 
 
 @pytest.fixture
-def session(monkeypatch):
-    monkeypatch.delenv("LABQ_MAX_RUNNING_PER_USER", raising=False)
-    get_settings.cache_clear()
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as s:
-        s.add(User(name="ann", role="member", disabled=False, created_at=utcnow()))
-        for i in (1, 2):
-            s.add(Sweep(id=i, name=f"s{i}", base={}, grid={}, repeats=1, owner_id=1))
-        s.add(Search(id=1, name="q", spec={}, owner_id=1))
-        s.flush()
-        yield s
-    get_settings.cache_clear()
+def session(memory_db):
+    s = memory_db
+    s.add(User(name="ann", role="member", disabled=False, created_at=utcnow()))
+    for i in (1, 2):
+        s.add(Sweep(id=i, name=f"s{i}", base={}, grid={}, repeats=1, owner_id=1))
+    s.add(Search(id=1, name="q", spec={}, owner_id=1))
+    s.flush()
+    return s
 
 
 def run(s: Session, units: int = 64, status: str = "queued", **kw) -> int:

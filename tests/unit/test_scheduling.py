@@ -6,29 +6,23 @@ same order, and claim_next starts jobs in exactly that order."""
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from core.settings import get_settings
 from db import scheduling
-from db.models import Base, Experiment, User, utcnow
+from db.models import Experiment, User, utcnow
 
 HIGH, NORMAL, LOW = scheduling.HIGH, scheduling.NORMAL, scheduling.LOW
 
 
 @pytest.fixture
-def session(monkeypatch):
-    monkeypatch.delenv("LABQ_MAX_RUNNING_PER_USER", raising=False)
-    get_settings.cache_clear()
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as s:
-        for name in ("ann", "ben", "cat"):
-            s.add(User(name=name, role="member", disabled=False, created_at=utcnow()))
-        s.add(User(name="root", role="admin", disabled=False, created_at=utcnow()))
-        s.flush()
-        yield s
-    get_settings.cache_clear()
+def session(memory_db):
+    s = memory_db
+    for name in ("ann", "ben", "cat"):
+        s.add(User(name=name, role="member", disabled=False, created_at=utcnow()))
+    s.add(User(name="root", role="admin", disabled=False, created_at=utcnow()))
+    s.flush()
+    return s
 
 
 def job(s: Session, owner: int | None, status: str = "queued", priority: int = NORMAL, **kw) -> int:
