@@ -114,6 +114,21 @@ class EventStream(EventSourceResponse):
             places.give_back(self.token)
 
 
+def _changes() -> tuple[Any, ...]:
+    """One aggregate over experiments that changes whenever a run is added, starts, trains an
+    epoch, is cancelled, is taken over or ends: (count, max id, epochs, started, finished,
+    cancels asked, attempts)."""
+    return (
+        func.count(),
+        func.coalesce(func.max(Experiment.id), 0),
+        func.coalesce(func.sum(Experiment.epochs_done), 0),
+        func.count(Experiment.started_at),
+        func.count(Experiment.finished_at),
+        func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
+        func.coalesce(func.sum(Experiment.attempt), 0),
+    )
+
+
 class QueueWatch:
     """What one queue stream has seen, and the poll that finds what changed since."""
 
@@ -130,22 +145,10 @@ class QueueWatch:
 
     def poll(self) -> list[ServerSentEvent]:
         with session_scope() as s:
-            signature = tuple(
-                s.execute(
-                    select(
-                        func.count(),
-                        func.coalesce(func.max(Experiment.id), 0),
-                        func.coalesce(func.sum(Experiment.epochs_done), 0),
-                        func.count(Experiment.started_at),
-                        func.count(Experiment.finished_at),
-                        func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
-                        func.coalesce(func.sum(Experiment.attempt), 0),
-                        func.coalesce(
-                            func.sum(case((Experiment.status == RUNNING, 1), else_=0)), 0
-                        ),
-                    )
-                ).one()
+            running_count = func.coalesce(
+                func.sum(case((Experiment.status == RUNNING, 1), else_=0)), 0
             )
+            signature = tuple(s.execute(select(*_changes(), running_count)).one())
             if signature == self.signature:
                 return []
             first, self.started = not self.started, True
@@ -296,17 +299,7 @@ class SearchWatch:
             if search is None or not self.sight.sees(search.owner_id):  # deleted while watched
                 self.done = True
                 return [ServerSentEvent(event="end", data={"id": self.id, "status": None})]
-            runs = s.execute(
-                select(
-                    func.count(),
-                    func.coalesce(func.max(Experiment.id), 0),
-                    func.coalesce(func.sum(Experiment.epochs_done), 0),
-                    func.count(Experiment.started_at),
-                    func.count(Experiment.finished_at),
-                    func.coalesce(func.sum(Experiment.attempt), 0),
-                    func.coalesce(func.sum(case((Experiment.cancel_requested, 1), else_=0)), 0),
-                ).where(Experiment.search_id == self.id)
-            ).one()
+            runs = s.execute(select(*_changes()).where(Experiment.search_id == self.id)).one()
             signature = (search.result is not None, search.cancelled, *runs)
             if signature == self.signature:
                 return []

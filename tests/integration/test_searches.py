@@ -116,15 +116,7 @@ def sse(lines):
 
 
 def test_a_search_streams_its_changes_until_it_ends(stack):
-    body = {
-        "name": "streamed",
-        "base": {**BASE, "epochs": 2},
-        "space": {"layers.0.units": {"type": "int", "low": 8, "high": 32}},
-        "sampler": "random",
-        "pruner": {"type": "none"},
-        "trials": 3,
-        "parallel": 2,
-    }
+    body = {**small_search("streamed"), "base": {**BASE, "epochs": 2}, "parallel": 2}
     r = httpx.post(f"{stack.url}/searches", json=body, timeout=30)
     assert r.status_code == 202, r.text
     sid, first = r.json()["id"], r.json()["trials"][0]
