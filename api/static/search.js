@@ -292,6 +292,41 @@
     }
   }
 
+  /** A search to start from, in the list view's form: section 12's question at a small size. */
+  const STARTER = {
+    name: "width, dropout and learning rate",
+    base: { layers: [{ units: 256 }, { type: "dropout", rate: 0.2 }], epochs: 10, batch_size: 128,
+      validation: { holdout: 10000 } },
+    space: {
+      "layers.0.units": { type: "int", low: 64, high: 1024, log: true },
+      "layers.1.rate": { type: "float", low: 0.0, high: 0.5 },
+      "optimizer.learning_rate": { type: "float", low: 1e-4, high: 1e-2, log: true },
+    },
+    objective: { metric: "val_accuracy", direction: "maximize" },
+    sampler: "tpe",
+    pruner: { type: "asha", min_epochs: 1, reduction_factor: 3 },
+    trials: 20,
+    parallel: 2,
+    confirm: { top: 2, seeds: 3 },
+  };
+
+  /** The list view's form: POST the JSON as written; a 422 names each field and rule. */
+  function newSearchForm() {
+    if (!labq.maySubmit(who)) return;
+    $("new-search").classList.remove("hidden");
+    const text = $("search-spec");
+    text.value = JSON.stringify(STARTER, null, 2);
+    $("submit-search").addEventListener("click", async () => {
+      let body;
+      try { body = JSON.parse(text.value); }
+      catch (err) { message(`not JSON: ${err.message}`); return; }
+      try {
+        const made = await labq.api("/searches", { method: "POST", json: body });
+        location.href = `/search/${made.id}`;
+      } catch (err) { message(labq.errorText(err)); }
+    });
+  }
+
   let who = null;
   async function loop() {
     who = who || await labq.me();
@@ -321,5 +356,5 @@
       catch (err) { message(labq.errorText(err)); }
     });
   }
-  if (id) follow(); else loop();
+  if (id) follow(); else loop().then(newSearchForm);
 })();

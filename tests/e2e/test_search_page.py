@@ -1,10 +1,17 @@
 """The search page driven by a real Chromium against a live stack: opened while the search's
 first trial is held inside its first epoch (the worker's hold hook), it shows that trial running,
 then, without a reload, every trial end, the objective per trial and the best so far, parallel
-coordinates, importances, the confirmation runs and the single test accuracy of the winner."""
+coordinates, importances, the confirmation runs and the single test accuracy of the winner. The
+list page starts a search from the JSON written in its form: its example is a valid search, text
+that is not JSON or a spec the API refuses is shown and stores nothing, and a good one opens the
+new search's page."""
+
+import json
 
 import httpx
 import pytest
+
+from core.search import SearchSpec
 
 pytestmark = pytest.mark.integration
 
@@ -82,4 +89,43 @@ def test_the_search_page_follows_a_search_live(stack, recorder, shots):
     assert page.text_content("#winner").startswith(f"winnertrial #{s['result']['winner']}")
     assert page.locator("#cancel").is_hidden()
     page.screenshot(path=str(shots / "dashboard-search.png"), full_page=True)
+    recorder.check()
+
+
+def searches(stack) -> int:
+    return int(httpx.get(f"{stack.url}/searches", timeout=30).headers["x-total-count"])
+
+
+def test_a_search_is_started_from_the_list_page(stack, recorder):
+    page = recorder.page()
+    page.goto(f"{stack.url}/search")
+    spec = page.locator("#search-spec")
+    spec.wait_for()
+    SearchSpec.model_validate(json.loads(spec.input_value()))  # the example is a valid search
+    before = searches(stack)
+
+    spec.fill("{not json")
+    page.click("#submit-search")
+    page.wait_for_selector("#message.bad")
+    assert page.text_content("#message").startswith("not JSON")
+
+    bad = {**SEARCH, "space": {"layers.7.units": {"type": "int", "low": 8, "high": 32}}}
+    spec.fill(json.dumps(bad))
+    page.click("#submit-search")
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('space.layers.7.units')"
+    )
+    assert searches(stack) == before  # refused whole: nothing stored
+
+    small = {**SEARCH, "name": "e2e-form", "trials": 2, "parallel": 2, "confirm": None}
+    spec.fill(json.dumps(small))
+    page.click("#submit-search")
+    page.wait_for_url("**/search/*")
+    sid = int(page.url.rsplit("/", 1)[1])
+    assert searches(stack) == before + 1
+    assert httpx.get(f"{stack.url}/searches/{sid}", timeout=30).json()["name"] == "e2e-form"
+    page.wait_for_function(
+        "document.getElementById('search-status').textContent === 'done'", timeout=240_000
+    )
+    assert page.locator("#trials tr[data-id]").count() == 2
     recorder.check()
